@@ -1,0 +1,126 @@
+"""Light-Weight Gated Convolutions (§3.4 of the paper, Eq. 5-8, Table 1)."""
+
+import math
+
+import keras
+from keras import ops
+
+GATE_KINDS = ("full", "ds", "pw", "sc")
+
+
+@keras.saving.register_keras_serializable(package="hifill")
+class GatedConv2D(keras.layers.Layer):
+    """Gated convolution ``O = sigmoid(G) * ELU(F)`` with a light-weight gate.
+
+    ``F = conv(W_f, I)`` is an ordinary convolution. The gate branch ``G`` is
+    chosen by ``gate``:
+
+    - ``"full"``: a convolution like ``F`` (original gated convolution, Eq. 5);
+    - ``"ds"``: depth-wise convolution then 1x1 convolution (LWGC^ds, Eq. 6);
+    - ``"pw"``: a 1x1 convolution (LWGC^pw, Eq. 7);
+    - ``"sc"``: a convolution to one channel, broadcast over all features
+      (LWGC^sc, Eq. 8).
+
+    Args:
+        filters: number of output channels.
+        kernel_size: square kernel size of the feature branch.
+        strides: stride of both branches (the 1x1 gate samples the pixel the
+            feature kernel is centred on, so the two stay aligned).
+        dilation_rate: dilation of the feature (and spatial gate) kernels.
+        gate: one of ``"full"``, ``"ds"``, ``"pw"``, ``"sc"``.
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, dilation_rate=1, gate="pw", **kwargs):
+        super().__init__(**kwargs)
+        if gate not in GATE_KINDS:
+            raise ValueError(f"gate must be one of {GATE_KINDS}; got {gate!r}")
+        if strides > 1 and dilation_rate > 1:
+            raise ValueError(
+                f"strides and dilation_rate cannot both exceed 1; got strides={strides}, "
+                f"dilation_rate={dilation_rate}"
+            )
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.dilation_rate = dilation_rate
+        self.gate = gate
+        conv = dict(padding="same", strides=strides, dilation_rate=dilation_rate)
+        self.feature_conv = keras.layers.Conv2D(filters, kernel_size, name="feature", **conv)
+        if gate == "full":
+            self.gate_layers = [keras.layers.Conv2D(filters, kernel_size, name="gate", **conv)]
+        elif gate == "sc":
+            self.gate_layers = [keras.layers.Conv2D(1, kernel_size, name="gate", **conv)]
+        elif gate == "pw":
+            self.gate_layers = [
+                keras.layers.Conv2D(filters, 1, strides=strides, padding="same", name="gate")
+            ]
+        else:  # "ds"
+            self.gate_layers = [
+                keras.layers.DepthwiseConv2D(kernel_size, name="gate_depthwise", **conv),
+                keras.layers.Conv2D(filters, 1, padding="same", name="gate_pointwise"),
+            ]
+
+    def build(self, input_shape):
+        self.feature_conv.build(input_shape)
+        shape = input_shape
+        for layer in self.gate_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def call(self, inputs):
+        features = ops.elu(self.feature_conv(inputs))
+        gate = inputs
+        for layer in self.gate_layers:
+            gate = layer(gate)
+        return ops.sigmoid(gate) * features
+
+    def compute_output_shape(self, input_shape):
+        return self.feature_conv.compute_output_shape(input_shape)
+
+    def gate_weight_count(self):
+        """Number of gate-branch kernel weights (biases excluded), as in Table 1."""
+        return sum(math.prod(layer.kernel.shape) for layer in self.gate_layers)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            dilation_rate=self.dilation_rate,
+            gate=self.gate,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="hifill")
+class ClippedConv2D(keras.layers.Layer):
+    """Output layer: a plain convolution to RGB, clipped to [-1, 1].
+
+    The generator's images live in [-1, 1] (§3.5 "Training Procedure"); the
+    appendix ends both networks with ``K3S1C3 - clip``.
+
+    Args:
+        filters: output channels (3 for an RGB image).
+        kernel_size: square kernel size.
+    """
+
+    def __init__(self, filters=3, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.conv = keras.layers.Conv2D(filters, kernel_size, padding="same", name="conv")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, inputs):
+        return ops.clip(self.conv(inputs), -1.0, 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        return config

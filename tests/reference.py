@@ -1,0 +1,80 @@
+"""Independent NumPy references for the paper's equations (used by several tests)."""
+
+import numpy as np
+
+
+def conv2d_same(x, kernel, bias, stride=1, dilation=1):
+    """Naive 'same' convolution, TF padding convention. x [H, W, Cin], kernel [k, k, Cin, Cout]."""
+    k = kernel.shape[0]
+    eff = (k - 1) * dilation + 1
+    h, w, _ = x.shape
+    out_h, out_w = -(-h // stride), -(-w // stride)
+    pad_h = max((out_h - 1) * stride + eff - h, 0)
+    pad_w = max((out_w - 1) * stride + eff - w, 0)
+    xp = np.pad(x, [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
+    out = np.zeros((out_h, out_w, kernel.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = xp[i * stride:i * stride + eff:dilation, j * stride:j * stride + eff:dilation]
+            out[i, j] = np.tensordot(window, kernel, axes=([0, 1, 2], [0, 1, 2]))
+    return out + bias
+
+
+def depthwise_same(x, kernel, bias, stride=1, dilation=1):
+    """Depth-wise 'same' convolution. kernel [k, k, C, 1]."""
+    channels = x.shape[2]
+    return np.concatenate([
+        conv2d_same(x[:, :, c:c + 1], kernel[:, :, c:c + 1, :], bias[c:c + 1], stride, dilation)
+        for c in range(channels)], axis=2)
+
+
+def elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def patches_3x3(p, k=3):
+    """All k x k patches (zero padded) of p [h, w, C], row-major, flattened (row, col, channel)."""
+    h, w, c = p.shape
+    r = k // 2
+    padded = np.pad(p, [(r, r), (r, r), (0, 0)])
+    return np.stack([padded[i:i + k, j:j + k].reshape(-1) for i in range(h) for j in range(w)])
+
+
+def attention_scores(p, hole_cells, scale=10.0, k=3):
+    """Eq. (1)-(2): scores[i, j] = softmax_i over background sources of scale * cos(p_i, p_j)."""
+    patches = patches_3x3(p, k)
+    norms = np.sqrt(np.maximum((patches ** 2).sum(1, keepdims=True), 1e-12))
+    unit = patches / norms
+    cosine = unit @ unit.T
+    h, w = hole_cells.shape
+    touched = np.zeros_like(hole_cells, dtype=bool)
+    r = k // 2
+    for i in range(h):
+        for j in range(w):
+            touched[i, j] = hole_cells[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].any()
+    background = ~touched.reshape(-1)
+    scores = np.zeros_like(cosine)
+    for j in range(cosine.shape[1]):
+        logits = scale * cosine[background, j]
+        e = np.exp(logits - logits.max())
+        scores[background, j] = e / e.sum()
+    return scores
+
+
+def transfer(features, scores, hole_cells):
+    """Eq. (3) for non-overlapping cells: hole cell j <- sum_i s_ij p_i."""
+    gh, gw = hole_cells.shape
+    h, w, c = features.shape
+    ph, pw = h // gh, w // gw
+    cells = [features[a * ph:(a + 1) * ph, b * pw:(b + 1) * pw] for a in range(gh) for b in range(gw)]
+    out = features.copy()
+    for j in range(gh * gw):
+        a, b = divmod(j, gw)
+        if hole_cells[a, b]:
+            out[a * ph:(a + 1) * ph, b * pw:(b + 1) * pw] = sum(
+                scores[i, j] * cells[i] for i in range(gh * gw))
+    return out

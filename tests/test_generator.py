@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
+from hifill_tf.models.discriminator import Discriminator
+from hifill_tf.models.generator import COARSE_SPEC, Generator, parse_spec
+
+
+@pytest.fixture(scope="module")
+def generator():
+    return Generator()
+
+
+def _inputs(rng, batch, height, width):
+    image = rng.uniform(-1, 1, size=(batch, height, width, 3)).astype(np.float32)
+    mask = np.zeros((batch, height, width, 1), np.float32)
+    mask[:, height // 4:height // 2, width // 3:width // 2] = 1
+    mask[0, -40:-10, 10:60] = 1
+    return image, mask
+
+
+@pytest.mark.parametrize("height,width", [(512, 512), (512, 1024)])
+def test_generator_outputs(generator, height, width):
+    rng = np.random.default_rng(0)
+    image, mask = _inputs(rng, 2, height, width)
+    out = generator(image, mask)
+    n = (height // 16) * (width // 16)
+    assert set(out) == {"coarse", "refined", "inpainted", "scores"}
+    for key in ("coarse", "refined", "inpainted"):
+        assert out[key].shape == (2, height, width, 3)
+        assert out[key].dtype == tf.float32
+        assert float(tf.reduce_min(out[key])) >= -1 and float(tf.reduce_max(out[key])) <= 1
+    assert out["scores"].shape == (2, n, n)
+    np.testing.assert_allclose(out["scores"].numpy().sum(axis=1), 1.0, atol=1e-4)
+    # The paste: outside the hole the inpainted image is the input, bit for bit.
+    keep = np.broadcast_to(mask == 0, image.shape)
+    np.testing.assert_array_equal(out["inpainted"].numpy()[keep], image[keep])
+    hole = np.broadcast_to(mask == 1, image.shape)
+    np.testing.assert_array_equal(out["inpainted"].numpy()[hole], out["refined"].numpy()[hole])
+
+
+def test_generator_ignores_hole_content(generator):
+    # The generator sees x * (1 - m): whatever is under the hole cannot leak out.
+    rng = np.random.default_rng(1)
+    image, mask = _inputs(rng, 1, 256, 256)
+    other = np.where(mask > 0, rng.uniform(-1, 1, image.shape), image).astype(np.float32)
+    a, b = generator(image, mask), generator(other, mask)
+    np.testing.assert_allclose(a["refined"].numpy(), b["refined"].numpy(), atol=1e-6)
+
+
+def test_paper_configuration_and_parameter_count(generator):
+    config = generator.get_config()
+    assert config["coarse_gate"] == "sc" and config["refine_gate"] == "pw"
+    gated = [l for l in generator._flatten_layers() if isinstance(l, GatedConv2D)]
+    coarse = [l for l in gated if l.name.startswith("coarse")]
+    assert {l.gate for l in coarse} == {"sc"}
+    assert {l.gate for l in gated if l not in coarse} == {"pw"}
+    assert len([l for l in generator._flatten_layers() if isinstance(l, ClippedConv2D)]) == 2
+    # The coarse network of the appendix: 28 convolutions (27 gated + output), dilations 1, 2, 4, 8.
+    convs = [args for op, args in parse_spec(COARSE_SPEC) if op == "conv"]
+    assert len(convs) == 28 and len(coarse) == 27
+    assert [a["dilation_rate"] for a in convs].count(2) == 6
+    assert [a["dilation_rate"] for a in convs].count(4) == 5
+    assert [a["dilation_rate"] for a in convs].count(8) == 2
+    # §4: "The final model has a total of 2.7M parameters".
+    assert 2.6e6 < generator.count_params() < 2.8e6
+
+
+def test_generator_keras_round_trip(generator, tmp_path):
+    rng = np.random.default_rng(2)
+    image, mask = _inputs(rng, 1, 128, 192)
+    path = tmp_path / "generator.keras"
+    generator.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(restored(image, mask)["refined"].numpy(),
+                               generator(image, mask)["refined"].numpy(), atol=1e-6)
+    assert Generator.from_config(generator.get_config()).get_config() == generator.get_config()
+
+
+def test_generator_traces_once_for_any_size(generator):
+    fn = tf.function(lambda i, m: generator(i, m)["inpainted"], input_signature=[
+        tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None, 1])])
+    rng = np.random.default_rng(3)
+    for size in [(64, 96), (128, 64)]:
+        assert fn(*_inputs(rng, 1, *size)).shape == (1, *size, 3)
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_discriminator(tmp_path):
+    critic = Discriminator()
+    images = np.random.default_rng(4).uniform(-1, 1, (3, 512, 512, 3)).astype(np.float32)
+    scores = critic(images)
+    assert scores.shape == (3, 1)
+    convs = [l for l in critic._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 128, 256, 256, 256, 256]
+    assert all(c.strides == (2, 2) and c.kernel_size == (3, 3) for c in convs)
+    assert critic.dense.kernel.shape == (8 * 8 * 256, 1)
+    # Unbounded score: scaling the last layer scales the output (no squashing).
+    critic.dense.kernel.assign(critic.dense.kernel * 1000)
+    assert float(tf.reduce_max(tf.abs(critic(images)))) > 1.0
+    critic.save(tmp_path / "critic.keras")
+    restored = keras.saving.load_model(tmp_path / "critic.keras")
+    np.testing.assert_allclose(restored(images).numpy(), critic(images).numpy(), rtol=1e-5)
