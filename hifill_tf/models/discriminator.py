@@ -1,6 +1,7 @@
 """The WGAN-GP critic (appendix "Discriminator")."""
 
 import keras
+import tensorflow as tf
 
 from hifill_tf.models.generator import parse_spec
 
@@ -28,14 +29,17 @@ class Discriminator(keras.Model):
             keras.layers.Conv2D(padding="same", name=f"conv{i}", **args)
             for i, (_, args) in enumerate(parse_spec(DISCRIMINATOR_SPEC))
         ]
-        self.activation = keras.layers.LeakyReLU(negative_slope)
         self.flatten = keras.layers.Flatten()
         self.dense = keras.layers.Dense(1, name="score")
 
     def call(self, images):
         x = images
         for conv in self.convs:
-            x = self.activation(conv(x))
+            x = conv(x)
+            # max(x, a*x), not the LeakyRelu op: grappler's remapper fuses
+            # Conv+BiasAdd+LeakyRelu and then crashes (double free) on the
+            # second-order gradient of the WGAN-GP penalty (TF 2.21, CPU).
+            x = tf.maximum(x, self.negative_slope * x)
         return self.dense(self.flatten(x))
 
     def get_config(self):
