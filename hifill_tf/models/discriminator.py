@@ -40,7 +40,7 @@ class Discriminator(keras.Model):
             # Conv+BiasAdd+LeakyRelu and then crashes (double free) on the
             # second-order gradient of the WGAN-GP penalty (TF 2.21, CPU).
             x = tf.maximum(x, self.negative_slope * x)
-        return self.dense(self.flatten(x))
+        return tf.cast(self.dense(self.flatten(x)), tf.float32)
 
     def get_config(self):
         config = super().get_config()

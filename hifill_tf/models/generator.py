@@ -141,7 +141,8 @@ class Generator(keras.Model):
         hole = tf.convert_to_tensor(hole, tf.float32)
         context = 1.0 - hole
         masked = image * context
-        coarse = _apply(self.coarse, tf.concat([masked, hole], axis=-1))
+        # Casts keep the image path in float32 under a mixed-precision policy.
+        coarse = tf.cast(_apply(self.coarse, tf.concat([masked, hole], axis=-1)), tf.float32)
 
         x = tf.concat([coarse * hole + masked, hole], axis=-1)
         p1 = _apply(self.refine["encoder1"], x)
@@ -158,12 +159,13 @@ class Generator(keras.Model):
 
         x = _apply(self.refine["decoder3"], tf.concat([p3, branch(3, p3)], axis=-1))
         x = _apply(self.refine["decoder2"], tf.concat([x, branch(2, p2)], axis=-1))
-        refined = _apply(self.refine["decoder1"], tf.concat([x, branch(1, p1)], axis=-1))
+        refined = tf.cast(_apply(self.refine["decoder1"], tf.concat([x, branch(1, p1)], axis=-1)),
+                          tf.float32)
         return {
             "coarse": coarse,
             "refined": refined,
             "inpainted": refined * hole + masked,
-            "scores": scores,
+            "scores": tf.cast(scores, tf.float32),
         }
 
     def get_config(self):

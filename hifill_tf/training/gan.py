@@ -91,8 +91,9 @@ class HiFillGAN(keras.Model):
             wasserstein = losses.critic_loss(real_scores, fake_scores)
             penalty = losses.gradient_penalty(self.discriminator, image, fake, alpha)
             d_loss = wasserstein + self.gp_weight * penalty
-            # Optimizers sum gradients over replicas: scale to the global mean.
-            scaled = d_loss * replica_scale
+            # Optimizers sum gradients over replicas: scale to the global mean;
+            # scale_loss is the identity unless the optimizer is a LossScaleOptimizer.
+            scaled = self.d_optimizer.scale_loss(d_loss * replica_scale)
         variables = self.discriminator.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.d_optimizer.apply(grads, variables)
@@ -122,7 +123,7 @@ class HiFillGAN(keras.Model):
                 g_loss += self.adversarial_weight * adv
             else:
                 adv = tf.zeros([])
-            scaled = g_loss * replica_scale
+            scaled = self.g_optimizer.scale_loss(g_loss * replica_scale)
         variables = self.generator.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.g_optimizer.apply(grads, variables)

@@ -1,0 +1,73 @@
+"""The Python API: ``hifill_tf.inpaint(image, mask)`` on NumPy arrays."""
+
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+from hifill_tf import cra
+from hifill_tf.io import EmptyMaskError, InputError, validate_mask
+
+MIN_SIDE = 16  # the mirror padding to the 16-pixel grid needs this much image
+
+_lock = threading.Lock()
+_default_generator = None
+_functions = {}
+
+
+def default_generator():
+    """The bundled default generator (loaded once)."""
+    global _default_generator
+    with _lock:
+        if _default_generator is None:
+            from hifill_tf.weights import load_generator
+
+            _default_generator = load_generator()
+        return _default_generator
+
+
+def inpaint_function(generator, max_pixels=cra.MAX_PIXELS):
+    """A ``tf.function`` (uint8 [H, W, 3], uint8 [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
+    key = (id(generator), max_pixels)
+    with _lock:
+        if key not in _functions:
+            _functions[key] = (generator, tf.function(
+                lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels),
+                input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                 tf.TensorSpec([None, None], tf.uint8)]))
+        return _functions[key][1]
+
+
+def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, name=None):
+    """Fill the hole of a photo of any size with HiFill + CRA.
+
+    Args:
+        image: uint8 [H, W, 3].
+        mask: uint8 or bool [H, W] (or [H, W, 1]), non-zero = hole.
+        generator: a :class:`hifill_tf.Generator`; None = the bundled default.
+        max_pixels: pixel budget of the network input (default 512 * 512).
+        name: file name to use in error messages.
+    Returns uint8 [H, W, 3]: pixels outside the hole are the input's.
+    Raises :class:`hifill_tf.io.InputError` on bad input; an empty mask returns
+    a copy of the image.
+    """
+    label = name or "image"
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"{label}: expected uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[..., 0]
+    if mask.shape != image.shape[:2]:
+        raise InputError(f"{label}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                         f"{image.shape[1]}x{image.shape[0]}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise InputError(f"{label}: image is {image.shape[1]}x{image.shape[0]}; both sides must be "
+                         f"at least {MIN_SIDE} pixels")
+    mask = (mask > 0).astype(np.uint8)
+    try:
+        validate_mask(mask, name)
+    except EmptyMaskError:
+        return image.copy()
+    generator = generator or default_generator()
+    return inpaint_function(generator, max_pixels)(image, mask).numpy()

@@ -1,0 +1,230 @@
+"""Contextual Residual Aggregation at full resolution (§3.1, §3.2 Eq. 4, §4.1).
+
+Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips):
+
+1. **Plan.** The photo (H x W) is padded (mirror) to ``(16 g_h f) x (16 g_w f)``
+   and averaged down by one integer factor ``f`` on both axes (geometry kept,
+   no stretching) to a network input of ``16 g_h x 16 g_w`` pixels, the
+   smallest ``f`` whose network input holds at most ``max_pixels`` (512x512 by
+   default). So a 7680x4320 photo runs the network at 640x368 (f = 12), a
+   2048x2048 one at 512x512 (f = 4), a photo smaller than the budget at
+   native size (f = 1, padded to a multiple of 16).
+2. **Network.** The generator fills the hole of the small image and returns
+   attention scores over its ``g_h x g_w`` grid; each grid cell is a patch of
+   ``16f x 16f`` full-resolution pixels, so the patches tile the padded photo
+   without overlap (Eq. 4 requires this).
+3. **Aggregation** (Eq. 4) ``R_j = sum_i s_ij R_i`` with residual
+   ``R = I - up(down(I))``, only for hole cells ``j`` (targets) and cells
+   ``i`` with non-zero weight (sources). Because bilinear up-sampling is
+   linear and identical for every cell (cells align with low-resolution
+   pixels), ``sum_i s_ij up(L)_i = up(sum_i s_ij L_i)``: the low-frequency
+   part is aggregated on the 18x18 low-resolution windows of the cells and
+   up-sampled once per target, and the only full-resolution matrix product
+   is ``S^T @ I_sources``, done in chunks that bound peak memory.
+4. **Paste.** Target cells get ``up(G)_j + R_j``; only hole pixels are
+   written, everything else is the input, bit for bit.
+
+Down-sampling is averaging and up-sampling bilinear (§4.1), computed per
+cell as two small matrix products instead of ``tf.nn.avg_pool2d`` /
+``tf.image.resize`` over the whole photo, which take seconds at 8K.
+"""
+
+import tensorflow as tf
+
+from hifill_tf.layers.contextual_attention import cell_mask
+
+CELL = 16  # network pixels per attention cell: the grid is the input / 16
+MAX_PIXELS = 512 * 512
+# Bound on the float32 buffers of one chunk of the full-resolution product.
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def plan(height, width, max_pixels=MAX_PIXELS):
+    """Integer down-sampling factor and network size for an H x W photo.
+
+    Returns int32 scalars ``(f, net_h, net_w)``: ``net_h = 16 * ceil(H / (16 f))``
+    and the same for width, with the smallest ``f`` such that
+    ``net_h * net_w <= max_pixels``. Works on tensors or Python ints.
+    """
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+
+    def net_size(f):
+        return (CELL * ((height + CELL * f - 1) // (CELL * f)),
+                CELL * ((width + CELL * f - 1) // (CELL * f)))
+
+    def too_big(f):
+        h, w = net_size(f)
+        return h * w > max_pixels
+
+    area = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
+    guess = tf.cast(tf.math.floor(tf.sqrt(area / max_pixels)), tf.int32)
+    f = tf.maximum(guess, 1)
+    f = tf.while_loop(too_big, lambda f: [f + 1], [f])[0]
+    h, w = net_size(f)
+    return f, h, w
+
+
+def interpolation_matrix(factor, cells=CELL):
+    """[cells * f, cells + 2] weights of bilinear 2-tap up-sampling by ``f``.
+
+    Row p gives output pixel p of a cell as a mix of the cell's
+    low-resolution window (the cell plus one pixel each side). Half-pixel
+    centres as ``tf.image.resize``; the edge-replicated window makes the
+    border match its clamping.
+    """
+    f = tf.cast(factor, tf.float32)
+    p = tf.range(cells * factor, dtype=tf.float32)
+    u = (p + 0.5) / f - 0.5 + 1.0  # +1: window starts one pixel before the cell
+    lo = tf.floor(u)
+    frac = u - lo
+    lo = tf.cast(lo, tf.int32)
+    return (tf.one_hot(lo, cells + 2) * (1.0 - frac)[:, None]
+            + tf.one_hot(lo + 1, cells + 2) * frac[:, None])
+
+
+def _upsample_windows(windows, matrix):
+    """[N, 18, 18, C] low-resolution windows -> [N, 16f, 16f, C] cells."""
+    x = tf.einsum("pa,nabc->npbc", matrix, windows)
+    return tf.einsum("qb,npbc->npqc", matrix, x)
+
+
+def _windows(low, grid):
+    """[N, 18, 18, C] edge-padded low-resolution window of every cell."""
+    padded = tf.pad(low[None], [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    patches = tf.image.extract_patches(padded, sizes=[1, CELL + 2, CELL + 2, 1],
+                                       strides=[1, CELL, CELL, 1], rates=[1, 1, 1, 1],
+                                       padding="VALID")
+    return tf.reshape(patches, [grid[0] * grid[1], CELL + 2, CELL + 2, low.shape[-1]])
+
+
+def to_cells(image, grid, size):
+    """[gh*size, gw*size, C] -> [gh*gw, size, size, C], cells row-major."""
+    channels = image.shape[-1]
+    x = tf.reshape(image, [grid[0], size, grid[1], size, channels])
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3, 4]), [grid[0] * grid[1], size, size, channels])
+
+
+def from_cells(cells, grid, size):
+    channels = cells.shape[-1]
+    x = tf.reshape(cells, [grid[0], grid[1], size, size, channels])
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3, 4]), [grid[0] * size, grid[1] * size, channels])
+
+
+def source_cells(hole_cells, patch_size=3):
+    """Cells whose attention patch is untouched by the hole (non-zero scores)."""
+    touched = tf.nn.max_pool2d(hole_cells[None], patch_size, 1, "SAME")[0]
+    return tf.reshape(touched, [-1]) == 0
+
+
+def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES):
+    """Eq. (4) and the paste, on a photo already padded to the grid.
+
+    Args:
+        image: uint8 [16 gh f, 16 gw f, 3], the padded photo.
+        mask: bool [16 gh f, 16 gw f, 1], True = hole.
+        low: float32 [16 gh, 16 gw, 3], the averaged-down photo (0..255).
+        inpainted: float32 [16 gh, 16 gw, 3], the network's filled image (0..255).
+        scores: float32 [gh*gw, gh*gw], attention scores [source, target].
+        factor: int f.
+    Returns uint8 like ``image``: hole pixels filled, all others unchanged.
+    """
+    size = CELL * factor
+    grid = (tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL)
+    low_hole = cell_mask(tf.cast(mask, tf.float32)[None], grid)[0]
+    targets = tf.where(tf.reshape(low_hole, [-1]) > 0)[:, 0]
+    sources = tf.where(source_cells(low_hole))[:, 0]
+    weights = tf.gather(tf.gather(scores, sources, axis=0), targets, axis=1)  # [src, tgt]
+
+    # Low frequencies: up(G_j - sum_i s_ij L_i), on 18x18 windows.
+    matrix = interpolation_matrix(factor)
+    low_windows = tf.gather(_windows(low, grid), sources)
+    mixed = tf.tensordot(weights, low_windows, axes=[[0], [0]])  # [tgt, 18, 18, 3]
+    base = tf.gather(_windows(inpainted, grid), targets) - mixed
+
+    cells = to_cells(image, grid, size)
+    hole_cells = tf.gather(to_cells(mask, grid, size), targets)
+    patch = size * size * 3
+    chunk = tf.maximum(chunk_bytes // (4 * patch), 1)
+    num_sources = tf.size(sources)
+    num_targets = tf.size(targets)
+
+    def fill_targets(start):
+        """Filled cells for targets[start:start + chunk]."""
+        tgt = tf.range(start, tf.minimum(start + chunk, num_targets))
+        w = tf.gather(weights, tgt, axis=1)
+
+        def add_sources(i, total):
+            src = tf.range(i, tf.minimum(i + chunk, num_sources))
+            pixels = tf.cast(tf.gather(cells, tf.gather(sources, src)), tf.float32)
+            pixels = tf.reshape(pixels, [-1, patch])
+            return i + chunk, total + tf.matmul(tf.gather(w, src), pixels, transpose_a=True)
+
+        total = tf.zeros([tf.size(tgt), patch])
+        _, total = tf.while_loop(lambda i, _: i < num_sources, add_sources, [0, total])
+        high = tf.reshape(total, [-1, size, size, 3])
+        filled = _upsample_windows(tf.gather(base, tgt), matrix) + high
+        filled = tf.cast(tf.clip_by_value(tf.round(filled), 0.0, 255.0), tf.uint8)
+        original = tf.gather(cells, tf.gather(targets, tgt))
+        return tf.where(tf.gather(hole_cells, tgt), filled, original)
+
+    num_chunks = (num_targets + chunk - 1) // chunk
+    parts = tf.TensorArray(tf.uint8, size=num_chunks, infer_shape=False,
+                           element_shape=tf.TensorShape([None, None, None, 3]))
+    _, parts = tf.while_loop(lambda k, _: k < num_chunks,
+                             lambda k, ta: (k + 1, ta.write(k, fill_targets(k * chunk))),
+                             [0, parts])
+    filled = tf.reshape(parts.concat(), [-1, size, size, 3])
+    cells = tf.tensor_scatter_nd_update(cells, targets[:, None], filled)
+    return from_cells(cells, grid, size)
+
+
+def downsample(image, factor, net_shape):
+    """Average f x f blocks (§4.1 "Averaging"): uint8 [h f, w f, C] -> float32 [h, w, C].
+
+    One band of 16 output rows at a time, so the float32 copy of an 8K photo
+    (400 MB) never exists at once.
+    """
+    channels = image.shape[-1]
+    rows = CELL * factor
+    bands = net_shape[0] // CELL
+
+    def band(k):
+        x = image[k * rows:(k + 1) * rows]
+        x = tf.reshape(x, [CELL, factor, net_shape[1], factor, channels])
+        return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 3])
+
+    out = tf.map_fn(band, tf.range(bands), fn_output_signature=tf.float32, parallel_iterations=2)
+    return tf.reshape(out, [net_shape[0], net_shape[1], channels])
+
+
+def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS):
+    """Inpaint a full-resolution photo: uint8 [H, W, 3], mask [H, W, 1] (non-zero = hole).
+
+    Returns uint8 [H, W, 3]. Pixels outside the hole are the input's. An
+    empty mask returns the input; a hole covering the whole photo fails an
+    assertion (there is no context to borrow from).
+    """
+    image = tf.convert_to_tensor(image, tf.uint8)
+    hole = tf.convert_to_tensor(mask) > 0
+    if hole.shape.rank == 2:
+        hole = hole[..., None]
+
+    def run():
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        factor, net_h, net_w = plan(height, width, max_pixels)
+        pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
+        padded = tf.pad(image, pad, mode="SYMMETRIC")
+        padded_hole = tf.pad(hole, pad)
+        low = downsample(padded, factor, (net_h, net_w))
+        low_hole = tf.cast(tf.reduce_any(tf.reshape(
+            padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
+        outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
+        inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
+        result = aggregate(padded, padded_hole, low, inpainted, outputs["scores"][0], factor)
+        return result[:height, :width]
+
+    checks = [tf.debugging.assert_equal(tf.reduce_all(hole), False,
+                                        message="the mask covers the whole image: nothing to borrow from")]
+    with tf.control_dependencies(checks):
+        return tf.cond(tf.reduce_any(hole), run, lambda: tf.identity(image))

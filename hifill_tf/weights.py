@@ -1,0 +1,58 @@
+"""Generator weights as a small float16 .npz file, and the bundled default.
+
+Checkpoints (hifill_tf.training) carry optimizer state and float32 weights;
+this format carries only the generator, as float16 (2.7M parameters: about
+5.3 MB), keyed by variable path, plus the generator's config.
+"""
+
+import json
+import os
+
+import numpy as np
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "hifill_default.npz")
+
+
+def save_generator_weights(generator, path):
+    """Write ``generator``'s weights as float16 to ``path`` atomically."""
+    arrays = {v.path: np.asarray(v.numpy(), np.float16) for v in generator.weights}
+    arrays["__config__"] = np.array(json.dumps(generator.get_config()))
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_generator_weights(generator, path):
+    """Load weights saved by :func:`save_generator_weights` into a built generator."""
+    generator.build()
+    with np.load(path) as data:
+        missing = [v.path for v in generator.weights if v.path not in data]
+        if missing:
+            raise ValueError(f"{path}: weights file lacks {len(missing)} variables, e.g. {missing[0]}")
+        for v in generator.weights:
+            value = data[v.path]
+            if tuple(value.shape) != tuple(v.shape):
+                raise ValueError(f"{path}: {v.path} has shape {value.shape}, model expects {tuple(v.shape)}")
+            v.assign(value.astype(np.float32))
+    return generator
+
+
+def generator_config(path):
+    """The generator config stored with the weights."""
+    with np.load(path) as data:
+        return json.loads(str(data["__config__"]))
+
+
+def load_generator(path=None):
+    """A Generator with weights from ``path`` (default: the bundled weights)."""
+    from hifill_tf.models.generator import Generator
+
+    path = path or DEFAULT_WEIGHTS
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: weights file not found")
+    config = generator_config(path)
+    arguments = ("coarse_gate", "refine_gate", "softmax_scale", "attention_patch_size",
+                 "transfer_patch_multiple")
+    generator = Generator(**{k: v for k, v in config.items() if k in arguments})
+    return load_generator_weights(generator, path)

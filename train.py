@@ -1,0 +1,78 @@
+"""Train HiFill (§3.5, Algorithm 1) on a folder of photos or a TFDS dataset.
+
+  python train.py --data_dir photos/ --model_dir runs/hifill --steps 100000
+
+Run again with the same --model_dir to resume from its latest checkpoint.
+TensorBoard: tensorboard --logdir runs/hifill/tensorboard
+"""
+
+import os
+import sys
+
+from hifill_tf.training import disable_onednn_for_training
+
+disable_onednn_for_training()  # before TensorFlow is imported; see hifill_tf/training/__init__.py
+
+from absl import app, flags  # noqa: E402
+
+from hifill_tf.training import trainer  # noqa: E402
+
+D = trainer.DEFAULTS
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("data_dir", None, "Folder of training photos (searched recursively: jpg, png, webp).")
+flags.DEFINE_string("dataset", None, "Instead of --data_dir: tfds:NAME[:SPLIT], a prepared tensorflow-datasets dataset.")
+flags.DEFINE_string("tfds_data_dir", None, "data_dir of tensorflow-datasets (where the prepared dataset lives).")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, config.json and TensorBoard logs go; resumes if it holds a checkpoint.")
+flags.DEFINE_integer("image_size", D["image_size"], "Training crop size in pixels, a multiple of 64 (paper: 512).")
+flags.DEFINE_integer("batch_size", D["batch_size"], "Global batch size, split over replicas (paper: 8).")
+flags.DEFINE_integer("steps", D["steps"], "Total generator updates to train for (resumed runs count from the checkpoint).")
+flags.DEFINE_enum("mode", D["mode"], ["crop", "resize"], "crop: random crops (Places2 style); resize: whole photo resized (CelebA-HQ / DIV2K style).")
+flags.DEFINE_float("scale_min", D["scale_min"], "With crop: down-scale each photo so its short side is a log-uniform random multiple in [scale_min, scale_max] of --image_size (capped at native); unset = native-resolution crops.")
+flags.DEFINE_float("scale_max", D["scale_max"], "Upper end of the scale range (unset: native resolution).")
+flags.DEFINE_float("g_lr", D["g_lr"], "Generator learning rate (Adam).")
+flags.DEFINE_float("d_lr", D["d_lr"], "Critic learning rate (Adam).")
+flags.DEFINE_float("beta_1", D["beta_1"], "Adam beta_1 (WGAN-GP: 0.5).")
+flags.DEFINE_float("beta_2", D["beta_2"], "Adam beta_2 (WGAN-GP: 0.9).")
+flags.DEFINE_integer("critic_steps", D["critic_steps"], "Critic updates per generator update (Algorithm 1: 5).")
+flags.DEFINE_float("gp_weight", D["gp_weight"], "Gradient-penalty weight sigma of Eq. 9.")
+flags.DEFINE_float("hole_weight", D["hole_weight"], "alpha_1 of Eq. 13 (in-hole L1).")
+flags.DEFINE_float("context_weight", D["context_weight"], "alpha_2 of Eq. 13 (context L1).")
+flags.DEFINE_float("adversarial_weight", D["adversarial_weight"], "beta of Eq. 14; 0 = reconstruction only, no critic (a warm-up).")
+flags.DEFINE_float("coarse_weight", D["coarse_weight"], "Weight of the coarse output's reconstruction loss.")
+flags.DEFINE_enum("coarse_gate", D["coarse_gate"], ["full", "ds", "pw", "sc"], "Gate of the coarse network (paper: sc).")
+flags.DEFINE_enum("refine_gate", D["refine_gate"], ["full", "ds", "pw", "sc"], "Gate of the refine network (paper: pw).")
+flags.DEFINE_enum("mask_kind", D["mask_kind"], ["free_form", "object", "mixed", "either"], "Training holes: strokes, object shapes, both in one mask, or one of them per mask.")
+flags.DEFINE_float("min_area", D["min_area"], "Smallest hole, as a fraction of the image.")
+flags.DEFINE_float("max_area", D["max_area"], "Largest hole, as a fraction of the image (paper: 0.25).")
+flags.DEFINE_string("mask_templates_dir", D["mask_templates_dir"], "Folder of binary object masks (PNG, white = object) for object-shaped holes; default: built-in random silhouettes.")
+flags.DEFINE_integer("mask_render_side", D["mask_render_side"], "Render masks at most this large and up-sample (faster at 512; default: full size).")
+flags.DEFINE_integer("checkpoint_every", D["checkpoint_every"], "Save a checkpoint every N steps.")
+flags.DEFINE_integer("keep_checkpoints", D["keep_checkpoints"], "How many checkpoints to keep.")
+flags.DEFINE_integer("log_every", D["log_every"], "Print progress and write TensorBoard scalars every N steps.")
+flags.DEFINE_integer("image_every", D["image_every"], "Write TensorBoard image grids every N steps.")
+flags.DEFINE_enum("strategy", D["strategy"], ["default", "mirrored", "multi_worker"], "tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG).")
+flags.DEFINE_bool("mixed_precision", D["mixed_precision"], "mixed_float16 with loss scaling (for GPUs).")
+flags.DEFINE_bool("jit_compile", D["jit_compile"], "Compile the train step with XLA.")
+flags.DEFINE_integer("seed", D["seed"], "Seed of crops, masks and the interpolation weights.")
+flags.DEFINE_string("init_generator", D["init_generator"], "Start the generator from another model_dir's latest checkpoint or a weights .npz (e.g. after a reconstruction-only warm-up).")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    del argv
+    if bool(FLAGS.data_dir) == bool(FLAGS.dataset):
+        sys.exit("train.py: give exactly one of --data_dir or --dataset")
+    config = {name: FLAGS[name].value for name in D if name in FLAGS}
+    config["data"] = FLAGS.data_dir or FLAGS.dataset
+    config["model_dir"] = FLAGS.model_dir
+    try:
+        result = trainer.train(config, progress=lambda message: print(message, flush=True))
+    except (trainer.TrainingError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"train.py: {error}")
+    if result.get("signal") is not None:
+        sys.exit(128 + int(result["signal"]))
+
+
+if __name__ == "__main__":
+    app.run(main)
