@@ -26,19 +26,19 @@ def default_generator():
         return _default_generator
 
 
-def inpaint_function(generator, max_pixels=cra.MAX_PIXELS):
+def inpaint_function(generator, max_pixels=cra.MAX_PIXELS, feather=0):
     """A ``tf.function`` (uint8 [H, W, 3], uint8 [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
-    key = (id(generator), max_pixels)
+    key = (id(generator), max_pixels, feather)
     with _lock:
         if key not in _functions:
             _functions[key] = (generator, tf.function(
-                lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels),
+                lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels, feather),
                 input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
                                  tf.TensorSpec([None, None], tf.uint8)]))
         return _functions[key][1]
 
 
-def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, name=None):
+def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, feather=0, name=None):
     """Fill the hole of a photo of any size with HiFill + CRA.
 
     Args:
@@ -46,6 +46,8 @@ def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, name=None):
         mask: uint8 or bool [H, W] (or [H, W, 1]), non-zero = hole.
         generator: a :class:`hifill_tf.Generator`; None = the bundled default.
         max_pixels: pixel budget of the network input (default 512 * 512).
+        feather: width in pixels of a soft seam blended outside the hole
+            (0 = hard paste, the outside stays bit-identical).
         name: file name to use in error messages.
     Returns uint8 [H, W, 3]: pixels outside the hole are the input's.
     Raises :class:`hifill_tf.io.InputError` on bad input; an empty mask returns
@@ -70,4 +72,4 @@ def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, name=None):
     except EmptyMaskError:
         return image.copy()
     generator = generator or default_generator()
-    return inpaint_function(generator, max_pixels)(image, mask).numpy()
+    return inpaint_function(generator, max_pixels, int(feather))(image, mask).numpy()

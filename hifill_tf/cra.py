@@ -117,7 +117,7 @@ def source_cells(hole_cells, patch_size=3):
     return tf.reshape(touched, [-1]) == 0
 
 
-def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES):
+def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES, alpha=None):
     """Eq. (4) and the paste, on a photo already padded to the grid.
 
     Args:
@@ -127,12 +127,17 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         inpainted: float32 [16 gh, 16 gw, 3], the network's filled image (0..255).
         scores: float32 [gh*gw, gh*gw], attention scores [source, target].
         factor: int f.
-    Returns uint8 like ``image``: hole pixels filled, all others unchanged.
+        alpha: optional float32 [16 gh f, 16 gw f, 1] paste weights for a
+            feathered seam (1 in the hole, fading outside it); default: the
+            hard mask.
+    Returns uint8 like ``image``: hole pixels filled, all others unchanged
+    (with ``alpha``: pixels where alpha = 0 unchanged).
     """
     size = CELL * factor
     grid = (tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL)
     low_hole = cell_mask(tf.cast(mask, tf.float32)[None], grid)[0]
-    targets = tf.where(tf.reshape(low_hole, [-1]) > 0)[:, 0]
+    paste = tf.cast(mask, tf.float32) if alpha is None else alpha
+    targets = tf.where(tf.reshape(cell_mask(tf.cast(paste > 0, tf.float32)[None], grid), [-1]) > 0)[:, 0]
     sources = tf.where(source_cells(low_hole))[:, 0]
     weights = tf.gather(tf.gather(scores, sources, axis=0), targets, axis=1)  # [src, tgt]
 
@@ -143,7 +148,7 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     base = tf.gather(_windows(inpainted, grid), targets) - mixed
 
     cells = to_cells(image, grid, size)
-    hole_cells = tf.gather(to_cells(mask, grid, size), targets)
+    paste_cells = tf.gather(to_cells(paste, grid, size), targets)
     patch = size * size * 3
     chunk = tf.maximum(chunk_bytes // (4 * patch), 1)
     num_sources = tf.size(sources)
@@ -164,9 +169,12 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         _, total = tf.while_loop(lambda i, _: i < num_sources, add_sources, [0, total])
         high = tf.reshape(total, [-1, size, size, 3])
         filled = _upsample_windows(tf.gather(base, tgt), matrix) + high
-        filled = tf.cast(tf.clip_by_value(tf.round(filled), 0.0, 255.0), tf.uint8)
         original = tf.gather(cells, tf.gather(targets, tgt))
-        return tf.where(tf.gather(hole_cells, tgt), filled, original)
+        weight = tf.gather(paste_cells, tgt)
+        # Where weight is 0 the original uint8 value is kept exactly.
+        mixed = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
+        mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0.0, 255.0), tf.uint8)
+        return tf.where(weight > 0, mixed, original)
 
     num_chunks = (num_targets + chunk - 1) // chunk
     parts = tf.TensorArray(tf.uint8, size=num_chunks, infer_shape=False,
@@ -198,12 +206,36 @@ def downsample(image, factor, net_shape):
     return tf.reshape(out, [net_shape[0], net_shape[1], channels])
 
 
-def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS):
+def feather_weights(hole, radius):
+    """Paste weights for a soft seam: 1 in the hole, a box-blurred ramp outside.
+
+    ``max(hole, box_blur(hole, 2 radius + 1))``: about 0.5 at the hole's edge
+    falling to 0 at ``radius`` pixels. The box blur is two cumulative sums,
+    which stay fast at 8K where ``tf.nn.avg_pool2d`` does not.
+    """
+    x = tf.cast(hole, tf.float32)[..., 0]
+    k = 2 * radius + 1
+
+    def box(x, axis):
+        pad = [[0, 0], [0, 0]]
+        pad[axis] = [radius + 1, radius]
+        c = tf.cumsum(tf.pad(x, pad), axis=axis)
+        n = tf.shape(c)[axis]
+        hi = tf.gather(c, tf.range(k, n), axis=axis)
+        lo = tf.gather(c, tf.range(0, n - k), axis=axis)
+        return (hi - lo) / k
+
+    blurred = box(box(x, 0), 1)
+    return tf.maximum(x, blurred)[..., None]
+
+
+def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
     """Inpaint a full-resolution photo: uint8 [H, W, 3], mask [H, W, 1] (non-zero = hole).
 
-    Returns uint8 [H, W, 3]. Pixels outside the hole are the input's. An
-    empty mask returns the input; a hole covering the whole photo fails an
-    assertion (there is no context to borrow from).
+    Returns uint8 [H, W, 3]. Pixels outside the hole are the input's (with
+    ``feather`` > 0 pixels, a band that wide around the hole is blended
+    softly into the fill). An empty mask returns the input; a hole covering
+    the whole photo fails an assertion (there is no context to borrow from).
     """
     image = tf.convert_to_tensor(image, tf.uint8)
     hole = tf.convert_to_tensor(mask) > 0
@@ -221,7 +253,9 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS):
             padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
         outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
         inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
-        result = aggregate(padded, padded_hole, low, inpainted, outputs["scores"][0], factor)
+        alpha = feather_weights(padded_hole, feather) if feather > 0 else None
+        result = aggregate(padded, padded_hole, low, inpainted, outputs["scores"][0], factor,
+                           alpha=alpha)
         return result[:height, :width]
 
     checks = [tf.debugging.assert_equal(tf.reduce_all(hole), False,

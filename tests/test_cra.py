@@ -204,3 +204,35 @@ def test_cra_keeps_high_frequencies_of_a_repeating_texture(generator):
     truth = high_frequency_energy(image.astype(np.float64))
     assert high_frequency_energy(out) > 0.8 * truth
     assert high_frequency_energy(out) > 20 * high_frequency_energy(upsampled)
+
+
+def test_feather_weights_match_a_numpy_box_blur():
+    rng = np.random.default_rng(5)
+    hole = rng.random((40, 50)) < 0.05
+    r = 3
+    padded = np.pad(hole.astype(np.float64), r)
+    blurred = np.zeros(hole.shape)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            blurred += padded[r + dy:r + dy + 40, r + dx:r + dx + 50]
+    expected = np.maximum(hole, blurred / (2 * r + 1) ** 2)
+    got = cra.feather_weights(tf.constant(hole[..., None]), r).numpy()[..., 0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_feathered_seam_blends_only_near_the_hole(generator):
+    rng = np.random.default_rng(6)
+    image = photo(rng, 256, 320)
+    mask = np.zeros((256, 320), np.uint8)
+    mask[100:150, 120:200] = 255
+    # A small budget forces f = 4; at f = 1 the fill outside the hole would
+    # equal the input and the blend would be invisible.
+    hard = hifill_tf.inpaint(image, mask, generator=generator, max_pixels=64 * 80)
+    soft = hifill_tf.inpaint(image, mask, generator=generator, max_pixels=64 * 80, feather=6)
+    near = np.zeros_like(mask, bool)
+    near[94:156, 114:206] = True
+    far = ~near
+    np.testing.assert_array_equal(soft[far], image[far])
+    band = near & (mask == 0)
+    assert (soft[band] != image[band]).any() and (hard[band] == image[band]).all()
+    np.testing.assert_array_equal(soft[mask > 0], hard[mask > 0])
