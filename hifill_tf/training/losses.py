@@ -30,6 +30,8 @@ def gradient_penalty(critic, real, fake, alpha):
 
     ``alpha`` [B, 1, 1, 1] is drawn from U[0, 1] by the caller (Algorithm 1).
     """
+    # As tensors, so that NumPy inputs can be watched like the other losses' inputs.
+    real, fake, alpha = (tf.convert_to_tensor(t) for t in (real, fake, alpha))
     interpolated = (1.0 - alpha) * real + alpha * fake
     with tf.GradientTape() as tape:
         tape.watch(interpolated)
