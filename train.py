@@ -9,9 +9,10 @@ TensorBoard: tensorboard --logdir runs/hifill/tensorboard
 import os
 import sys
 
-from hifill_tf.training import disable_onednn_for_training
-
-disable_onednn_for_training()  # before TensorFlow is imported; see hifill_tf/training/__init__.py
+# Before anything imports TensorFlow (hifill_tf does): TF 2.21's oneDNN
+# backprop-filter kernel corrupts the heap on this model; see
+# hifill_tf/training/__init__.py.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from absl import app, flags  # noqa: E402
 

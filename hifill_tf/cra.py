@@ -206,6 +206,25 @@ def downsample(image, factor, net_shape):
     return tf.reshape(out, [net_shape[0], net_shape[1], channels])
 
 
+def network_input(image, hole, max_pixels=MAX_PIXELS):
+    """Pad and average a photo down to the network's grid (steps 1-2 of the module doc).
+
+    Args: image uint8 [H, W, 3]; hole bool [H, W, 1].
+    Returns (padded image, padded hole, low float32 [h, w, 3] in 0..255,
+    low hole float32 [h, w, 1], f). The hole is mirrored like the image, so
+    hole content mirrored into the padding is marked as hole too.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    factor, net_h, net_w = plan(height, width, max_pixels)
+    pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
+    padded = tf.pad(image, pad, mode="SYMMETRIC")
+    padded_hole = tf.pad(hole, pad, mode="SYMMETRIC")
+    low = downsample(padded, factor, (net_h, net_w))
+    low_hole = tf.cast(tf.reduce_any(tf.reshape(
+        padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
+    return padded, padded_hole, low, low_hole, factor
+
+
 def feather_weights(hole, radius):
     """Paste weights for a soft seam: 1 in the hole, a box-blurred ramp outside.
 
@@ -244,13 +263,7 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
 
     def run():
         height, width = tf.shape(image)[0], tf.shape(image)[1]
-        factor, net_h, net_w = plan(height, width, max_pixels)
-        pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
-        padded = tf.pad(image, pad, mode="SYMMETRIC")
-        padded_hole = tf.pad(hole, pad)
-        low = downsample(padded, factor, (net_h, net_w))
-        low_hole = tf.cast(tf.reduce_any(tf.reshape(
-            padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
+        padded, padded_hole, low, low_hole, factor = network_input(image, hole, max_pixels)
         outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
         inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
         alpha = feather_weights(padded_hole, feather) if feather > 0 else None

@@ -79,7 +79,7 @@ def test_cra_matches_numpy_eq4(height, width):
     hp, wp = net_h * f, net_w * f
     gh, gw = net_h // 16, net_w // 16
     padded = np.pad(image, [(0, hp - height), (0, wp - width), (0, 0)], mode="symmetric")
-    padded_hole = np.pad(hole, [(0, hp - height), (0, wp - width)])
+    padded_hole = np.pad(hole, [(0, hp - height), (0, wp - width)], mode="symmetric")
     hole_low = padded_hole.reshape(net_h, f, net_w, f).any(axis=(1, 3))
     scores = random_scores(rng, hole_low, gh, gw)
     inpainted_low = rng.uniform(0, 255, (net_h, net_w, 3)).astype(np.float32)
@@ -158,6 +158,19 @@ def test_odd_sizes_keep_the_outside_bit_identical(generator, height, width):
     assert out.shape == image.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[mask == 0], image[mask == 0])
     assert (out[mask > 0] != image[mask > 0]).mean() > 0.5  # the hole was actually filled
+
+
+def test_hole_content_cannot_leak_through_the_padding(generator):
+    # A hole at the bottom-right edge: mirror padding copies its pixels into
+    # the padding, which must then count as hole too.
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (1000, 1500, 3), dtype=np.uint8)  # f = 3, padded to 1008x1536
+    mask = np.zeros((1000, 1500), np.uint8)
+    mask[-60:, -80:] = 255
+    other = image.copy()
+    other[mask > 0] = 255 - other[mask > 0]
+    np.testing.assert_array_equal(hifill_tf.inpaint(image, mask, generator=generator),
+                                  hifill_tf.inpaint(other, mask, generator=generator))
 
 
 def test_empty_full_and_mismatched_masks(generator):

@@ -165,6 +165,9 @@ def train(config, progress=print):
     kept). Handles SIGINT/SIGTERM by saving a checkpoint at the current step.
     """
     config = {**DEFAULTS, **config}
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and not tf.config.list_physical_devices("GPU"):
+        progress("warning: oneDNN is on; its CPU backprop-filter kernel may corrupt the heap in "
+                 "training (set TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow)")
     model_dir = config["model_dir"]
     os.makedirs(model_dir, exist_ok=True)
     if config["mixed_precision"]:
