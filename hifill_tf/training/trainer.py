@@ -169,6 +169,9 @@ def train(config, progress=print):
         progress("warning: oneDNN is on; its CPU backprop-filter kernel may corrupt the heap in "
                  "training (set TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow)")
     model_dir = config["model_dir"]
+    if config["image_size"] < 64 or config["image_size"] % 64:
+        # The generator needs multiples of 16; the critic's six stride-2 convolutions 64.
+        raise TrainingError(f"--image_size must be a positive multiple of 64; got {config['image_size']}")
     os.makedirs(model_dir, exist_ok=True)
     if config["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
