@@ -18,5 +18,27 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# `make demo` fills the hole of examples/ with the bundled weights; `make demo DEMO_WEIGHTS=x.npz`
+# with other ones. The check gives a clear message while the default weights are not bundled.
+DEFAULT_WEIGHTS := hifill_tf/weights/hifill_default.npz
+DEMO_WEIGHTS ?= $(DEFAULT_WEIGHTS)
+DEMO_IMAGE := examples/volna-5120x2880.jpg
+DEMO_MASK := examples/volna-5120x2880-mask.png
+DEMO_OUTPUT := out/volna-inpainted.jpg
+DEMO_PAIR := out/volna-side-by-side.jpg
+
+demo: $(STAMP)
+	@if [ ! -f "$(DEMO_WEIGHTS)" ]; then \
+	  if [ "$(DEMO_WEIGHTS)" = "$(DEFAULT_WEIGHTS)" ]; then \
+	    echo "make demo: the default weights are not bundled yet ($(DEFAULT_WEIGHTS) is missing)."; \
+	    echo "Train a model (train.py) or use weights you have: make demo DEMO_WEIGHTS=FILE.npz"; \
+	  else echo "make demo: $(DEMO_WEIGHTS): no such weights file"; fi; \
+	  exit 1; \
+	fi
+	$(PY) infer.py --image $(DEMO_IMAGE) --mask $(DEMO_MASK) --weights $(DEMO_WEIGHTS) \
+	  --output $(DEMO_OUTPUT) --side_by_side $(DEMO_PAIR) --overwrite
+	@echo "Inpainted photo: $(DEMO_OUTPUT)"
+	@echo "Side by side:    $(DEMO_PAIR)"
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -13,9 +13,16 @@ import numpy as np
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "hifill_default.npz")
 
 
+def _key(variable):
+    # Paths start with the model's automatic name ("generator", "generator_1", ...);
+    # drop it so weights load into any instance.
+    return variable.path.split("/", 1)[1]
+
+
 def save_generator_weights(generator, path):
     """Write ``generator``'s weights as float16 to ``path`` atomically."""
-    arrays = {v.path: np.asarray(v.numpy(), np.float16) for v in generator.weights}
+    generator.build()
+    arrays = {_key(v): np.asarray(v.numpy(), np.float16) for v in generator.weights}
     arrays["__config__"] = np.array(json.dumps(generator.get_config()))
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, **arrays)
@@ -27,13 +34,13 @@ def load_generator_weights(generator, path):
     """Load weights saved by :func:`save_generator_weights` into a built generator."""
     generator.build()
     with np.load(path) as data:
-        missing = [v.path for v in generator.weights if v.path not in data]
+        missing = [_key(v) for v in generator.weights if _key(v) not in data]
         if missing:
             raise ValueError(f"{path}: weights file lacks {len(missing)} variables, e.g. {missing[0]}")
         for v in generator.weights:
-            value = data[v.path]
+            value = data[_key(v)]
             if tuple(value.shape) != tuple(v.shape):
-                raise ValueError(f"{path}: {v.path} has shape {value.shape}, model expects {tuple(v.shape)}")
+                raise ValueError(f"{path}: {_key(v)} has shape {value.shape}, model expects {tuple(v.shape)}")
             v.assign(value.astype(np.float32))
     return generator
 

@@ -105,14 +105,20 @@ def _write_json(path, data):
 
 def load_generator(model_dir):
     """The generator of the latest checkpoint in ``model_dir`` (for export)."""
-    config = read_config(model_dir) or DEFAULTS
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
     if latest is None:
         raise FileNotFoundError(f"{model_dir}: no checkpoint found in {CHECKPOINT_DIR}/")
-    generator = Generator(coarse_gate=config["coarse_gate"], refine_gate=config["refine_gate"])
-    generator.build()
-    tf.train.Checkpoint(generator=generator).restore(latest).expect_partial()
-    return generator, latest
+    return _restore_generator(read_config(model_dir) or DEFAULTS, latest), latest
+
+
+def _restore_generator(config, path):
+    # The generator keeps its layers in Python lists and dicts, which
+    # tf.train.Checkpoint does not follow; its variables are reached through
+    # the optimizer that tracks them. So restore the whole GAN as train() saved it.
+    config = {**DEFAULTS, **config, "mixed_precision": False}
+    gan = build_gan(config)
+    checkpoint_for(gan).restore(path).assert_existing_objects_matched()
+    return gan.generator
 
 
 def _grouped_dataset(config, global_batch, seed):
@@ -281,7 +287,8 @@ def _init_generator(generator, source):
     latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
     if latest is None:
         raise TrainingError(f"--init_generator {source}: no checkpoint in {CHECKPOINT_DIR}/")
-    tf.train.Checkpoint(generator=generator).restore(latest).expect_partial()
+    trained = _restore_generator(read_config(source) or {}, latest)
+    generator.set_weights(trained.get_weights())
     return "checkpoint", latest
 
 

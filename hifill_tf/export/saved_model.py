@@ -1,0 +1,227 @@
+"""HiFill as a SavedModel for TensorFlow Serving: the generator plus the CRA graph.
+
+Three signatures, every one traced once and free of NumPy, so Serving runs
+the whole pipeline of :func:`hifill_tf.cra.inpaint_tensor` (plan, network,
+Eq. (4) aggregation, paste) for photos of any size:
+
+``serving_default``
+    ``image`` uint8 [1, H, W, 3] and ``mask`` uint8 [1, H, W, 1] -> ``inpainted``
+    uint8 [1, H, W, 3]. A mask pixel is a hole when it is above 127 (a decoded
+    white-on-black PNG, the threshold of :func:`hifill_tf.io.read_mask`): a
+    0/1 mask must be scaled to 0/255 first, or it selects no hole at all.
+``inpaint_bytes``
+    ``image_bytes`` and ``mask_bytes``, tf.string holding one PNG/JPEG/GIF/BMP
+    each, as a scalar or a [1] vector (unknown rank, so both the REST
+    ``"inputs"`` form ``{"b64": ...}`` and ``[{"b64": ...}]`` / the
+    ``"instances"`` form work) -> ``png_bytes`` tf.string [1], the PNG of the
+    result. The ``_bytes`` suffix makes Serving's REST API base64 the output
+    (``{"b64": ...}``). Masks are read as :func:`hifill_tf.io.read_mask` reads
+    them: the brightest of R, G, B, composited over black by its alpha,
+    above 127 = hole. EXIF orientation is not applied (TensorFlow's decoders
+    ignore it).
+``generator_512``
+    ``image`` float32 [N, 512, 512, 3] in [-1, 1] and ``mask`` float32
+    [N, 512, 512, 1] (1 = hole) -> the raw network outputs ``coarse``,
+    ``refined``, ``inpainted`` [N, 512, 512, 3] and ``scores`` [N, 1024, 1024].
+
+Bad input fails in the graph with an InvalidArgumentError that says what is
+wrong (a mask of another size, a side under 16 pixels, a hole covering the
+whole photo, more than one encoded image).
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from hifill_tf import cra
+from hifill_tf.api import MIN_SIDE
+
+HOLE_THRESHOLD = 127  # mask values above this are holes, as hifill_tf.io.read_mask
+NETWORK_SIDE = 512  # generator_512: the paper's training and inference size (§4.1)
+
+
+def _hole(mask_u8):
+    """uint8 mask -> uint8 hole map (1 = hole) for cra.inpaint_tensor (non-zero = hole)."""
+    return tf.cast(mask_u8 > HOLE_THRESHOLD, tf.uint8)
+
+
+def _decode_mask(data):
+    """Encoded mask -> uint8 [H, W, 1] grey value, as hifill_tf.io.read_mask computes it."""
+    pixels = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+    channels = tf.shape(pixels)[-1]
+    has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA
+    colour = channels - tf.cast(has_alpha, tf.int32)
+    value = tf.cast(tf.reduce_max(pixels[..., :colour], axis=-1, keepdims=True), tf.int32)
+    alpha = tf.where(has_alpha, tf.cast(pixels[..., -1:], tf.int32), 255)
+    # Composite over black with read_mask's rounding, so transparent pixels are never holes.
+    return tf.cast((value * alpha + 127) // 255, tf.uint8)
+
+
+def _single(data, name):
+    """A scalar or [1] string tensor -> scalar; anything else fails with a clear message."""
+    check = tf.debugging.assert_equal(
+        tf.size(data), 1,
+        message=f"{name}: inpaint_bytes takes one encoded image, as a scalar or a [1] vector")
+    with tf.control_dependencies([check]):
+        return tf.reshape(data, [])
+
+
+class HiFillServing(tf.Module):
+    """The generator's variables and the three serving functions.
+
+    The generator itself is not tracked, only its variables: the SavedModel
+    then holds plain tf.functions and a checkpoint, which is all Serving
+    needs (as keras.export.ExportArchive does).
+
+    Args:
+        generator: a :class:`hifill_tf.models.generator.Generator`.
+        max_pixels: pixel budget of the network input (§4.1; default 512 * 512).
+    """
+
+    def __init__(self, generator, max_pixels=cra.MAX_PIXELS):
+        super().__init__(name="hifill")
+        if max_pixels < cra.CELL * cra.CELL:
+            # cra.plan looks for a factor that brings the network input under the budget: forever.
+            raise ValueError(f"max_pixels must be at least {cra.CELL * cra.CELL} (one attention "
+                             f"cell); got {max_pixels!r}")
+        generator.build()
+        # Track the tf.Variables inside the Keras variables: a tracked keras.Variable exports a
+        # second, initialised copy of itself, which the SavedModel's saver restores while the
+        # functions read the first, so TF1-style loaders (TensorFlow Serving, saved_model_cli
+        # run) fail with "Could not find variable" (keras-team/keras#20095); tf.saved_model.load
+        # hides the problem.
+        self.generator_variables = [v.value for v in generator.variables]
+        self.max_pixels = max_pixels
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+                                      tf.TensorSpec([None, None, 1], tf.uint8, name="hole")])
+        def inpaint(image, hole):
+            """One photo uint8 [H, W, 3], hole uint8 [H, W, 1] (non-zero = hole)."""
+            size, hole_size = tf.shape(image)[:2], tf.shape(hole)[:2]
+            checks = [
+                tf.debugging.assert_equal(
+                    hole_size, size,
+                    message="the mask and the image must have the same height and width (mask, then image)"),
+                tf.debugging.assert_greater_equal(
+                    tf.reduce_min(size), MIN_SIDE,
+                    message=f"both sides of the image must be at least {MIN_SIDE} pixels"),
+            ]
+            with tf.control_dependencies(checks):
+                return cra.inpaint_tensor(generator, image, hole, max_pixels)
+
+        # One trace of the CRA graph, called by both photo signatures: the
+        # SavedModel's function library holds it once.
+        self.inpaint = inpaint
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="image"),
+                                      tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")])
+        def serving_default(image, mask):
+            return {"inpainted": inpaint(image[0], _hole(mask[0]))[None]}
+
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes"),
+                                      tf.TensorSpec(None, tf.string, name="mask_bytes")])
+        def inpaint_bytes(image_bytes, mask_bytes):
+            image = tf.io.decode_image(_single(image_bytes, "image_bytes"), channels=3,
+                                       dtype=tf.uint8, expand_animations=False)
+            mask = _decode_mask(_single(mask_bytes, "mask_bytes"))
+            result = inpaint(image, _hole(mask))
+            return {"png_bytes": tf.reshape(tf.io.encode_png(result), [1])}
+
+        side = NETWORK_SIDE
+
+        @tf.function(input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32, name="image"),
+                                      tf.TensorSpec([None, side, side, 1], tf.float32, name="mask")])
+        def generator_512(image, mask):
+            return dict(generator(image, mask))
+
+        self.serving_default = serving_default
+        self.inpaint_bytes = inpaint_bytes
+        self.generator_512 = generator_512
+
+    def signatures(self):
+        """{signature name: concrete function} for tf.saved_model.save."""
+        return {"serving_default": self.serving_default.get_concrete_function(),
+                "inpaint_bytes": self.inpaint_bytes.get_concrete_function(),
+                "generator_512": self.generator_512.get_concrete_function()}
+
+
+def describe_signatures(signatures):
+    """Human-readable lines 'name: inputs -> outputs' for concrete functions."""
+
+    def spec(name, tensor):
+        shape = "unknown rank" if tensor.shape.rank is None else str(
+            [d if d is not None else "?" for d in tensor.shape.as_list()]).replace("'", "")
+        return f"{name} {tensor.dtype.name} {shape}"
+
+    lines = []
+    for name, function in signatures.items():
+        inputs = function.structured_input_signature[0]  # TensorSpecs named like the inputs
+        outputs = function.structured_outputs
+        lines.append(f"{name}: " + ", ".join(spec(s.name, s) for s in inputs)
+                     + " -> " + ", ".join(spec(k, v) for k, v in sorted(outputs.items())))
+    return lines
+
+
+def check_output_dir(output_dir, overwrite=False):
+    """Raise FileExistsError unless ``output_dir`` may be written.
+
+    A missing or empty directory is fine; a non-empty one only with
+    ``overwrite``, and only if it holds a SavedModel, so a mistyped path can
+    never wipe an unrelated folder.
+    """
+    output_dir = os.fspath(output_dir)
+    if not os.path.exists(output_dir):
+        return
+    if not os.path.isdir(output_dir):
+        raise FileExistsError(f"{output_dir}: exists and is not a directory")
+    if not os.listdir(output_dir):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output_dir}: directory exists and is not empty "
+                              "(pass overwrite=True / --overwrite to replace it)")
+    if not os.path.exists(os.path.join(output_dir, "saved_model.pb")):
+        raise FileExistsError(f"{output_dir}: not a SavedModel (no saved_model.pb); "
+                              "refusing to replace it even with overwrite")
+
+
+def export_saved_model(generator, output_dir, max_pixels=cra.MAX_PIXELS, overwrite=False):
+    """Write the SavedModel of ``generator`` to ``output_dir``; see the module docstring.
+
+    The model is written to a temporary directory beside ``output_dir`` and
+    renamed into place, so a failed export leaves nothing half-written (and
+    an old export, with ``overwrite``, intact). For TensorFlow Serving, use a
+    numbered version folder such as ``models/hifill/1``.
+
+    Returns {signature name: concrete function} (see :func:`describe_signatures`).
+    """
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    check_output_dir(output_dir, overwrite)
+    module = HiFillServing(generator, max_pixels)
+    signatures = module.signatures()
+
+    parent, base = os.path.split(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the model from a server user
+    old = None  # where a replaced export waits until the new one is in place
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        check_output_dir(output_dir, overwrite)  # again: the export took a while
+        if os.path.isdir(output_dir):
+            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+            os.replace(output_dir, os.path.join(old, base))
+        os.replace(staging, output_dir)
+    except BaseException:
+        if old is not None and not os.path.exists(output_dir):
+            os.replace(os.path.join(old, base), output_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return signatures
