@@ -60,6 +60,9 @@ flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input: the
                      "averaged down by an integer factor to fit it, and CRA restores the full "
                      "resolution. Default 262144 (512x512, the training size). Fixed at export "
                      "for --saved_model.", lower_bound=256)
+flags.DEFINE_integer("feather", 0, "Blend a soft seam this many pixels wide around the hole "
+                     "(0 = hard paste: everything outside the hole stays bit-identical). Not "
+                     "available with --saved_model.", lower_bound=0)
 flags.DEFINE_integer("quality", 95, "JPEG / WebP quality of the outputs.", lower_bound=1,
                      upper_bound=100)
 
@@ -212,6 +215,8 @@ def main(argv):
     _check_flags()
     if FLAGS.saved_model and FLAGS["max_pixels"].present:
         print("note: --max_pixels is ignored with --saved_model (fixed at export)", file=sys.stderr)
+    if FLAGS.saved_model and FLAGS.feather:
+        print("note: --feather is ignored with --saved_model (hard paste)", file=sys.stderr)
     try:
         find_model(FLAGS.weights, FLAGS.saved_model)
         jobs, failures = _jobs()
@@ -225,7 +230,8 @@ def main(argv):
         nonlocal inpainter
         if inpainter is None:
             tick = time.monotonic()
-            inpainter = load_inpainter(FLAGS.weights, FLAGS.saved_model, FLAGS.max_pixels)
+            inpainter = load_inpainter(FLAGS.weights, FLAGS.saved_model, FLAGS.max_pixels,
+                                       FLAGS.feather)
             progress.print(f"model: {inpainter.description} (loaded in "
                            f"{format_seconds(time.monotonic() - tick)}; the first photo also "
                            "pays for tracing the graph)")

@@ -109,7 +109,7 @@ def dense_inpaint_function(generator, height, width, max_pixels):
 
     @tf.function
     def dense(image, mask):
-        hole = tf.pad(mask[..., None] > 0, pad)
+        hole = tf.pad(mask[..., None] > 0, pad, mode="SYMMETRIC")  # as cra.network_input
         padded = tf.pad(image, pad, mode="SYMMETRIC")
         full = tf.cast(padded, tf.float32)
         low = tf.nn.avg_pool2d(full[None], factor, factor, "VALID")

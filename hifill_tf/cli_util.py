@@ -51,15 +51,17 @@ def same_file(a, b):
 class GeneratorInpainter:
     """A Keras generator run through `hifill_tf.api.inpaint` (CRA at full resolution)."""
 
-    def __init__(self, generator, max_pixels, description):
+    def __init__(self, generator, max_pixels, description, feather=0):
         self.generator = generator
         self.max_pixels = max_pixels
         self.description = description
+        self.feather = feather
 
     def __call__(self, image, mask, name=None):
         from hifill_tf import api
 
-        return api.inpaint(image, mask, self.generator, self.max_pixels, name=name)
+        return api.inpaint(image, mask, self.generator, self.max_pixels, feather=self.feather,
+                           name=name)
 
 
 class SavedModelInpainter:
@@ -134,7 +136,7 @@ def find_model(weights=None, saved_model=None):
     return DEFAULT_WEIGHTS
 
 
-def load_inpainter(weights=None, saved_model=None, max_pixels=None):
+def load_inpainter(weights=None, saved_model=None, max_pixels=None, feather=0):
     """The model a front end asked for (see `find_model`), ready to call."""
     path = find_model(weights, saved_model)
     if saved_model:
@@ -148,7 +150,7 @@ def load_inpainter(weights=None, saved_model=None, max_pixels=None):
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{path}: not a usable generator weights file: {e}") from e
     description = f"weights {path}" if weights else f"bundled weights {path}"
-    return GeneratorInpainter(generator, max_pixels or cra.MAX_PIXELS, description)
+    return GeneratorInpainter(generator, max_pixels or cra.MAX_PIXELS, description, feather)
 
 
 # ---------------------------------------------------------------------------------------------
