@@ -166,7 +166,8 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
             return i + chunk, total + tf.matmul(tf.gather(w, src), pixels, transpose_a=True)
 
         total = tf.zeros([tf.size(tgt), patch])
-        _, total = tf.while_loop(lambda i, _: i < num_sources, add_sources, [0, total])
+        _, total = tf.while_loop(lambda i, _: i < num_sources, add_sources, [0, total],
+                             parallel_iterations=1)
         high = tf.reshape(total, [-1, size, size, 3])
         filled = _upsample_windows(tf.gather(base, tgt), matrix) + high
         original = tf.gather(cells, tf.gather(targets, tgt))
@@ -181,7 +182,7 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
                            element_shape=tf.TensorShape([None, None, None, 3]))
     _, parts = tf.while_loop(lambda k, _: k < num_chunks,
                              lambda k, ta: (k + 1, ta.write(k, fill_targets(k * chunk))),
-                             [0, parts])
+                             [0, parts], parallel_iterations=1)
     filled = tf.reshape(parts.concat(), [-1, size, size, 3])
     cells = tf.tensor_scatter_nd_update(cells, targets[:, None], filled)
     return from_cells(cells, grid, size)

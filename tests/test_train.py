@@ -44,9 +44,13 @@ def _checkpoint_iterations(model_dir):
     path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     reader = tf.train.load_checkpoint(path)
     names = reader.get_variable_to_shape_map()
-    g = [n for n in names if n.startswith("g_optimizer/") and "iteration" in n]
-    d = [n for n in names if n.startswith("d_optimizer/") and "iteration" in n]
-    return int(reader.get_tensor(g[0])), int(reader.get_tensor(d[0])), path
+
+    def count(prefix):
+        # A LossScaleOptimizer keeps the real count in its inner optimizer (its own stays 0).
+        return max(int(reader.get_tensor(n)) for n in names
+                   if n.startswith(prefix) and "iteration" in n)
+
+    return count("g_optimizer/"), count("d_optimizer/"), path
 
 
 def _wait_for(predicate, process, timeout=240):
@@ -124,3 +128,17 @@ def test_bad_configuration_is_one_clear_error(photos, tmp_path):
                              str(tmp_path / "y")], env=_env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode != 0 and "exactly one of --data_dir or --dataset" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--mixed_precision", "--strategy=multi_worker"])
+def test_mixed_precision_and_multi_worker_train_with_finite_losses(photos, tmp_path, flag):
+    # mixed_float16 is meant for GPUs but runs on CPU too; multi_worker without
+    # TF_CONFIG is a one-worker cluster. Both must train, save and report finite losses.
+    result = subprocess.run(_command(photos, tmp_path / "run", 2, flag), env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done: step 2" in result.stdout
+    losses = [l for l in result.stdout.splitlines() if l.startswith("step 2/2")]
+    assert losses and "nan" not in losses[0] and "inf" not in losses[0]
+    assert _checkpoint_iterations(tmp_path / "run")[0] == 2

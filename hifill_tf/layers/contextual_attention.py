@@ -87,8 +87,10 @@ class AttentionComputing(keras.layers.Layer):
 
     def call(self, features, hole):
         k = self.patch_size
-        features = tf.convert_to_tensor(features)
-        hole = tf.cast(hole, features.dtype)
+        # float32 even under a mixed policy: the squared norms of 3x3x128
+        # patches overflow float16.
+        features = tf.cast(features, tf.float32)
+        hole = tf.cast(hole, tf.float32)
         shape = tf.shape(features)
         n = shape[1] * shape[2]
         patches = tf.image.extract_patches(
@@ -154,6 +156,7 @@ class AttentionTransfer(keras.layers.Layer):
         sh, sw = shape[1] // gh, shape[2] // gw
         channels = features.shape[-1]
         k = self.patch_multiple
+        scores = tf.cast(scores, features.dtype)
         if k == 1:
             patches = grid_to_patches(features, (gh, gw))
             filled = tf.matmul(scores, patches, transpose_a=True)  # Eq. (3)

@@ -137,8 +137,9 @@ class Generator(keras.Model):
         self.build()
 
     def call(self, image, hole, training=None):
-        image = tf.convert_to_tensor(image, tf.float32)
-        hole = tf.convert_to_tensor(hole, tf.float32)
+        # tf.cast, not convert_to_tensor: under a mixed policy Keras hands us float16.
+        image = tf.cast(image, tf.float32)
+        hole = tf.cast(hole, tf.float32)
         context = 1.0 - hole
         masked = image * context
         # Casts keep the image path in float32 under a mixed-precision policy.
