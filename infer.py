@@ -42,7 +42,7 @@ flags.DEFINE_string("side_by_side", None, "Also write a picture of input + hole 
                     "output, with 1:1 crops of the hole, to this path (one photo).")
 flags.DEFINE_string("side_by_side_dir", None, "With --input_dir: write such pictures to this "
                     "folder as <stem>.jpg.")
-flags.DEFINE_string("weights", None, "Generator weights (.npz, e.g. saved by train.py). "
+flags.DEFINE_string("weights", None, "Generator weights (.npz, hifill_tf.weights.save_generator_weights). "
                     "Default: the bundled weights.")
 flags.DEFINE_string("saved_model", None, "Instead of --weights: a SavedModel directory written "
                     "by export.py.")

@@ -19,8 +19,7 @@ training runs without it and so does this benchmark.
 import os
 import sys
 
-# Before TensorFlow is imported anywhere (hifill_tf.training.disable_onednn_for_training
-# does the same, but importing it already imports TensorFlow through hifill_tf/__init__).
+# Before TensorFlow is imported anywhere, as train.py does (see hifill_tf/training/__init__.py).
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

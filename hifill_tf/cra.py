@@ -136,8 +136,12 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     size = CELL * factor
     grid = (tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL)
     low_hole = cell_mask(tf.cast(mask, tf.float32)[None], grid)[0]
-    paste = tf.cast(mask, tf.float32) if alpha is None else alpha
-    targets = tf.where(tf.reshape(cell_mask(tf.cast(paste > 0, tf.float32)[None], grid), [-1]) > 0)[:, 0]
+    if alpha is None:
+        paste, paste_cells_mask = mask, low_hole  # bool; cast only per gathered target
+    else:
+        paste = alpha
+        paste_cells_mask = cell_mask(tf.cast(alpha > 0, tf.float32)[None], grid)[0]
+    targets = tf.where(tf.reshape(paste_cells_mask, [-1]) > 0)[:, 0]
     sources = tf.where(source_cells(low_hole))[:, 0]
     weights = tf.gather(tf.gather(scores, sources, axis=0), targets, axis=1)  # [src, tgt]
 
@@ -171,7 +175,7 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         high = tf.reshape(total, [-1, size, size, 3])
         filled = _upsample_windows(tf.gather(base, tgt), matrix) + high
         original = tf.gather(cells, tf.gather(targets, tgt))
-        weight = tf.gather(paste_cells, tgt)
+        weight = tf.cast(tf.gather(paste_cells, tgt), tf.float32)
         # Where weight is 0 the original uint8 value is kept exactly.
         mixed = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
         mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0.0, 255.0), tf.uint8)
