@@ -3,9 +3,11 @@
     python -m hifill_tf.evaluate --data_dir photos/ --sizes 512x512,2048x1280,native
         --weights hifill.npz --output results.md --json results.json
 
-Every photo is resized to each size (``WxH``, width first; ``native`` = as is), given one seeded
-irregular hole (``hifill_tf.data.masks.sample_mask``; photo ``k`` uses seed ``seed + k``, so the
-hole is the same for every method and, up to scale, for every size) and filled by each method.
+Every photo is resized to each size (``WxH``, width first; ``native`` = as is), given
+``--holes`` seeded irregular holes (``hifill_tf.data.masks.sample_mask``; hole ``j`` of photo ``k``
+uses seed ``seed + k * holes + j``, so a hole is the same for every method and, up to scale, for
+every size) and filled by each method; each (photo, hole) pair is scored as one image.
+``--pictures DIR`` writes one comparison picture per photo and size.
 A photo up-scaled to a size has little fine detail for the sharpness figure to measure; the
 progress line says so.
 
@@ -414,7 +416,8 @@ def _mean(values):
 
 def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=0,
              min_area=0.10, max_area=0.25, mask_kind="mixed", max_pixels=None,
-             resample="lanczos", with_ms_ssim=True, warm_up=True, progress=None):
+             resample="lanczos", with_ms_ssim=True, warm_up=True, progress=None, holes=1,
+             pictures=None):
     """Score methods on seeded holes in photos at several sizes.
 
     Args:
@@ -422,13 +425,17 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
         sizes: (width, height) pairs and/or 'native' (or a string for ``parse_sizes``).
         methods: some of METHODS (or a comma-separated string).
         generator: the model for 'hifill' and 'bicubic'; None = the bundled weights.
-        seed: photo k's hole uses seed + k.
+        seed: hole j of photo k uses seed ``seed + k * holes + j`` (seed + k for one hole).
         min_area, max_area, mask_kind: passed to ``sample_mask`` (hole fraction and kind).
         max_pixels: network pixel budget of CRA (default ``cra.MAX_PIXELS``, 512 * 512).
         resample: 'lanczos' or 'area' (PIL BOX), for resizing photos to a size.
         with_ms_ssim: False skips MS-SSIM (the slowest metric at 4K and up).
         warm_up: run each method once on a small image first, so times exclude tracing.
         progress: callable taking one line of text per photo and size (e.g. print to stderr).
+        holes: holes per photo and size; each is scored as one image (more holes, less noise).
+        pictures: folder to write one comparison picture per photo and size into
+            (``io.comparison_picture`` of the first hole: every method and the truth, whole
+            and at 1:1), named ``<photo stem>-<size>.jpg``; None writes none.
     Returns one dict per size x method, in that order, with the means over photos (``l1``,
     ``psnr``, ``ms_ssim``, ``hole_l1``, ``hole_psnr``, ``sharpness`` pooled as in the module
     docstring, ``seconds`` per image, ``hole_fraction``, ``ms_ssim_scales`` = fewest scales
@@ -452,11 +459,16 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
     photos = list(photos)
     if not photos:
         raise InputError("no photos to evaluate")
+    if int(holes) < 1:
+        raise ValueError(f"holes must be at least 1; got {holes!r}")
+    holes = int(holes)
+    if pictures is not None and not os.path.isdir(pictures):
+        raise InputError(f"{pictures}: pictures folder does not exist")
     if warm_up:
         _warm_up(methods, generator, max_pixels)
 
     records = {(size_label(s), m): [] for s in sizes for m in methods}
-    total, done, start = len(photos) * len(sizes), 0, time.monotonic()
+    total, done, start = len(photos) * len(sizes) * holes, 0, time.monotonic()
     for index, photo in enumerate(photos):
         name, original = _load(photo, index)
         for size in sizes:
@@ -466,30 +478,41 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
             if min(height, width) < MIN_SIDE:
                 raise InputError(f"{name}: {width}x{height} is too small; both sides must be at "
                                  f"least {MIN_SIDE} pixels")
-            mask = sample_mask(height, width, seed + index, kind=mask_kind,
-                               min_area=min_area, max_area=max_area)
-            hole = mask != 0
-            blanked = np.where(hole[..., None], np.uint8(0), truth)
-            times = []
-            for method in methods:
-                tic = time.perf_counter()
-                output = run_method(method, blanked, mask, generator, max_pixels)
-                seconds = time.perf_counter() - tic
-                metrics = image_metrics(output, truth, mask, with_ms_ssim)
-                metrics.update(name=name, width=width, height=height, seconds=seconds,
-                               hole_fraction=float(hole.mean()))
-                records[(size_label(size), method)].append(metrics)
-                times.append(f"{method} {seconds:.2f}s")
-            done += 1
-            elapsed = time.monotonic() - start
-            if progress:
-                upscaled = f", up-scaled x{scale:.1f}: little true detail" if scale > 1.01 else ""
-                progress(f"[{done}/{total}] {name} {width}x{height} ({size_label(size)}{upscaled}): "
-                         f"{', '.join(times)} | elapsed {_hms(elapsed)}, "
-                         f"ETA {_hms(elapsed / done * (total - done))}")
+            for hole_index in range(holes):
+                mask = sample_mask(height, width, seed + index * holes + hole_index,
+                                   kind=mask_kind, min_area=min_area, max_area=max_area)
+                hole = mask != 0
+                blanked = np.where(hole[..., None], np.uint8(0), truth)
+                times, outputs = [], []
+                for method in methods:
+                    tic = time.perf_counter()
+                    output = run_method(method, blanked, mask, generator, max_pixels)
+                    seconds = time.perf_counter() - tic
+                    metrics = image_metrics(output, truth, mask, with_ms_ssim)
+                    metrics.update(name=name, width=width, height=height, seconds=seconds,
+                                   hole_fraction=float(hole.mean()), hole_index=hole_index)
+                    records[(size_label(size), method)].append(metrics)
+                    times.append(f"{method} {seconds:.2f}s")
+                    outputs.append((method, output))
+                if pictures is not None and hole_index == 0:
+                    from hifill_tf.io import comparison_picture, write_image_atomic
+
+                    stem = os.path.splitext(name)[0]
+                    write_image_atomic(os.path.join(pictures, f"{stem}-{size_label(size)}.jpg"),
+                                       comparison_picture(truth, mask, outputs), quality=92)
+                done += 1
+                elapsed = time.monotonic() - start
+                if progress:
+                    upscaled = (f", up-scaled x{scale:.1f}: little true detail"
+                                if scale > 1.01 else "")
+                    which = f" hole {hole_index + 1}/{holes}" if holes > 1 else ""
+                    progress(f"[{done}/{total}] {name} {width}x{height} ({size_label(size)}"
+                             f"{upscaled}){which}: {', '.join(times)} | elapsed "
+                             f"{_hms(elapsed)}, ETA {_hms(elapsed / done * (total - done))}")
     results = [_summary(label, method, rows) for (label, method), rows in records.items()]
     if progress:
-        progress(f"evaluated {len(photos)} photos x {len(sizes)} sizes x {len(methods)} methods "
+        progress(f"evaluated {len(photos)} photos x {holes} holes x {len(sizes)} sizes x "
+                 f"{len(methods)} methods "
                  f"in {_hms(time.monotonic() - start)}")
     return results
 
@@ -617,6 +640,8 @@ def _define_flags():
     flags.DEFINE_bool("ms_ssim", True, "Compute MS-SSIM (--noms_ssim skips it: the slowest metric on large photos).")
     flags.DEFINE_string("output", None, "Also write the Markdown table to this file (atomically).")
     flags.DEFINE_string("json", None, "Also write all results, per image included, as JSON to this file.")
+    flags.DEFINE_integer("holes", 1, "Holes per photo and size (seeds seed + k * holes + j); each counts as one image.")
+    flags.DEFINE_string("pictures", None, "Folder for one comparison picture per photo and size (every method and the truth, whole and 1:1).")
 
 
 def _photo_paths(data_dir, images, max_images):
@@ -677,16 +702,19 @@ def main(argv):
                            min_area=FLAGS.min_area, max_area=FLAGS.max_area,
                            mask_kind=FLAGS.mask_kind, max_pixels=FLAGS.max_pixels,
                            resample=FLAGS.resample, with_ms_ssim=FLAGS.ms_ssim,
-                           progress=lambda line: print(line, file=sys.stderr, flush=True))
+                           progress=lambda line: print(line, file=sys.stderr, flush=True),
+                           holes=FLAGS.holes, pictures=FLAGS.pictures)
     except (InputError, ImportError, ValueError, FileNotFoundError) as error:
         sys.exit(f"evaluate: {error}")
 
     config = {"model": model, "photos": len(paths), "sizes": [size_label(s) for s in sizes],
               "methods": methods, "seed": FLAGS.seed, "min_area": FLAGS.min_area,
               "max_area": FLAGS.max_area, "mask_kind": FLAGS.mask_kind,
-              "resample": FLAGS.resample, "max_pixels": FLAGS.max_pixels}
-    title = (f"{len(paths)} photos, model {model or 'none'}, {FLAGS.mask_kind} holes of "
-             f"{100 * FLAGS.min_area:.0f}-{100 * FLAGS.max_area:.0f}%, seed {FLAGS.seed}")
+              "resample": FLAGS.resample, "max_pixels": FLAGS.max_pixels, "holes": FLAGS.holes}
+    per_photo = f"{FLAGS.holes} " if FLAGS.holes > 1 else ""
+    title = (f"{len(paths)} photos, model {model or 'none'}, {per_photo}{FLAGS.mask_kind} holes "
+             f"of {100 * FLAGS.min_area:.0f}-{100 * FLAGS.max_area:.0f}%"
+             f"{' per photo' if per_photo else ''}, seed {FLAGS.seed}")
     table = markdown_table(results, title=title)
     print(table)
     if FLAGS.output:

@@ -679,3 +679,62 @@ def side_by_side(
         canvas.paste(Image.fromarray(output[top:bottom, left:right]), (x_out, y + _LABEL_H))
         y += _LABEL_H + size + _GAP
     return np.asarray(canvas).copy()
+
+
+def comparison_picture(
+    truth: np.ndarray,
+    mask: np.ndarray,
+    results: list[tuple[str, np.ndarray]],
+    max_width: int = 2048,
+    crop_size: int = 384,
+) -> np.ndarray:
+    """Methods side by side: 'input + hole', each result, then 'truth', in columns.
+
+    The top row shows every panel whole, downscaled to the column width; the second row shows
+    one window of each at 1:1 (the window of ``crop_boxes`` with the most hole, outlined in
+    the top row), so blur and texture can be compared pixel for pixel.
+    Returns uint8 [H', W', 3] with W' <= max_width.
+    """
+    truth = np.asarray(truth)
+    mask = _check_mask(mask)
+    if truth.ndim != 3 or truth.shape[2] != 3 or truth.dtype != np.uint8:
+        raise InputError(f"truth must be uint8 [H, W, 3]; got {truth.dtype} {truth.shape}")
+    if mask.shape != truth.shape[:2]:
+        raise InputError(f"mask is {mask.shape} but the image is {truth.shape[:2]}")
+    for label, result in results:
+        if np.shape(result) != truth.shape:
+            raise InputError(f"{label}: result is {np.shape(result)}, expected {truth.shape}")
+    hole = mask != 0
+    panels = ([("input + hole", _overlay(np.where(hole[..., None], 0, truth), hole))]
+              + [(label, np.asarray(result)) for label, result in results]
+              + [("truth", truth)])
+    height, width = mask.shape
+    column = (int(max_width) - (len(panels) + 1) * _GAP) // len(panels)
+    if column < 16:
+        raise ValueError(f"max_width {max_width} is too small for {len(panels)} panels")
+    size = min(int(crop_size), column, height, width)
+    boxes = crop_boxes(mask, 1, size)
+    scale = min(1.0, column / width)
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    font = _font()
+    rows_h = _LABEL_H + small[1] + _GAP + (_LABEL_H + size + _GAP if boxes else 0)
+    canvas = Image.new("RGB", (len(panels) * (column + _GAP) + _GAP, rows_h), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    zoom = f" ({100 * scale:.0f}%)" if scale < 1 else ""
+    for n, (label, array) in enumerate(panels):
+        x = _GAP + n * (column + _GAP)
+        pil = Image.fromarray(array)
+        if small != (width, height):
+            pil = pil.resize(small, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        for left, top, right, bottom in boxes:
+            ImageDraw.Draw(pil).rectangle(
+                [left * scale, top * scale, right * scale - 1, bottom * scale - 1],
+                outline=(255, 220, 0), width=2)
+        draw.text((x, 3), f"{label}{zoom}", fill=(230, 230, 230), font=font)
+        canvas.paste(pil, (x, _LABEL_H))
+        for left, top, right, bottom in boxes:
+            y = _LABEL_H + small[1] + _GAP
+            draw.text((x, y + 3), f"{label}, 1:1", fill=(230, 230, 230), font=font)
+            canvas.paste(Image.fromarray(np.ascontiguousarray(array[top:bottom, left:right])),
+                         (x, y + _LABEL_H))
+    return np.asarray(canvas).copy()

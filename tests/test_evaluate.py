@@ -260,3 +260,32 @@ def test_cli_writes_markdown_and_json(tmp_path, generator):
     assert data["config"]["model"] == weights and len(data["results"]) == 4
     assert all(math.isfinite(r["l1"]) for r in data["results"])
 
+
+
+def test_holes_per_photo_use_distinct_seeds_and_pictures_show_each_method(tmp_path, generator):
+    pytest.importorskip("cv2")
+    photos = [("a.png", textured(96, 128, seed=1)), ("b.png", textured(96, 128, seed=2))]
+    lines = []
+    results = ev.evaluate(photos, sizes="native", methods="hifill,telea", generator=generator,
+                          seed=3, max_pixels=MAX_PIXELS, progress=lines.append, holes=3,
+                          pictures=str(tmp_path))
+    for r in results:
+        assert r["images"] == 6
+        assert [(p["name"], p["hole_index"]) for p in r["per_image"]] == [
+            (n, j) for n in ("a.png", "b.png") for j in range(3)]
+    # Hole j of photo k is sample_mask(seed + k * holes + j): six different holes.
+    from hifill_tf.data.masks import sample_mask
+
+    fractions = [p["hole_fraction"] for p in results[1]["per_image"]]
+    expected = [float((sample_mask(96, 128, 3 + k * 3 + j, kind="mixed", min_area=0.1,
+                                   max_area=0.25) != 0).mean()) for k in range(2) for j in range(3)]
+    assert fractions == expected and len(set(fractions)) > 1
+    assert "hole 3/3" in lines[5] and lines[-1].startswith("evaluated 2 photos x 3 holes")
+    # One picture per photo and size, with the telea result visible at 1:1.
+    assert sorted(os.listdir(tmp_path)) == ["a-native.jpg", "b-native.jpg"]
+    picture = np.asarray(Image.open(tmp_path / "a-native.jpg"))
+    assert picture.shape[1] <= 2048 and picture.shape[0] > 2 * 96
+    with pytest.raises(ev.InputError, match="pictures folder"):
+        ev.evaluate(photos, sizes="native", methods="telea", pictures=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="holes"):
+        ev.evaluate(photos, sizes="native", methods="telea", holes=0)

@@ -385,3 +385,25 @@ def test_side_by_side_small_hole_one_crop_and_empty_mask():
     assert tuple(crop[55 - top, 75 - left]) == (128, 0, 0)
     assert tuple(crop[45 - top, 75 - left]) == (0, 0, 0)
     assert io.side_by_side(image, mask * 0, image).shape == (20 + 200 + 8, 2 * 300 + 24, 3)
+
+
+def test_comparison_picture_columns_and_one_to_one_window():
+    rng = np.random.default_rng(2)
+    truth = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    results = [(f"m{k}", rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)) for k in range(3)]
+    mask = np.zeros((300, 400), np.uint8)
+    mask[120:180, 200:260] = 255
+    picture = io.comparison_picture(truth, mask, results, max_width=1000, crop_size=100)
+    # Five columns (input, three results, truth) of (1000 - 6 * 8) // 5 = 190 px; the overview
+    # is scaled to 190x142 and one 100x100 window follows at 1:1.
+    assert picture.shape == (20 + 142 + 8 + 20 + 100 + 8, 5 * (190 + 8) + 8, 3)
+    [(left, top, right, bottom)] = io.crop_boxes(mask, 1, 100)
+    y = 20 + 142 + 8 + 20
+    for n, array in enumerate([a for _, a in results] + [truth], 1):
+        x = 8 + n * (190 + 8)
+        np.testing.assert_array_equal(picture[y : y + 100, x : x + 100], array[top:bottom, left:right])
+    # The input column shows the hole blanked (black, tinted red), not the truth.
+    crop_in = picture[y : y + 100, 8 : 8 + 100]
+    assert tuple(crop_in[150 - top, 230 - left]) == (128, 0, 0)
+    with pytest.raises(io.InputError, match="m1: result is"):
+        io.comparison_picture(truth, mask, [("m1", truth[:10])])
