@@ -31,6 +31,7 @@ flags.DEFINE_integer("steps", D["steps"], "Total generator updates to train for 
 flags.DEFINE_enum("mode", D["mode"], ["crop", "resize"], "crop: random crops (Places2 style); resize: whole photo resized (CelebA-HQ / DIV2K style).")
 flags.DEFINE_float("scale_min", D["scale_min"], "With crop: down-scale each photo so its short side is a log-uniform random multiple in [scale_min, scale_max] of --image_size (capped at native); unset = native-resolution crops.")
 flags.DEFINE_float("scale_max", D["scale_max"], "Upper end of the scale range (unset: native resolution).")
+flags.DEFINE_bool("color_augment", D["color_augment"], "Permute each crop's RGB channels at random and make 15% grey, so a model trained on few photos takes colour from the context instead of learning their palettes.")
 flags.DEFINE_float("g_lr", D["g_lr"], "Generator learning rate (Adam).")
 flags.DEFINE_float("d_lr", D["d_lr"], "Critic learning rate (Adam).")
 flags.DEFINE_float("beta_1", D["beta_1"], "Adam beta_1 (WGAN-GP: 0.5).")

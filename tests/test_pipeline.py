@@ -163,6 +163,40 @@ def test_same_seed_same_batches(image_dir):
     assert not np.array_equal(a[1]["image"], c[1]["image"])
 
 
+def test_color_augment_permutes_channels_or_greys_and_keeps_crops_and_masks(image_dir):
+    def batches(color_augment):
+        dataset, _ = make_dataset(str(image_dir), 40, batch_size=4, seed=3, scale_range=(1.0, 3.0),
+                                  color_augment=color_augment)
+        return _batches(dataset, 6)
+
+    plain, recoloured = batches(False), batches(True)
+    kinds = []
+    for p, r in zip(plain, recoloured):
+        np.testing.assert_array_equal(p["mask"], r["mask"])
+        for x, y in zip(p["image"], r["image"]):
+            grey = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2] + 1.0) * 127.5
+            # (atol: the resize may overshoot 0-255 a little before the clip)
+            if all(np.allclose(y[..., c], grey / 127.5 - 1.0, atol=0.02) for c in range(3)):
+                kinds.append("grey")
+                continue
+            # Otherwise exactly one of the six channel orders of the same crop.
+            matches = [perm for perm in pipeline._PERMUTATIONS
+                       if np.array_equal(y, x[..., list(perm)])]
+            assert matches, "recoloured crop is neither grey nor a channel permutation"
+            kinds.append(matches[0])
+    assert len(set(kinds)) >= 3  # 24 crops: several different colourings
+
+
+def test_recolour_grey_uses_bt601_luma():
+    image = tf.constant([[[200.0, 100.0, 50.0]]])
+    outputs = [tuple(pipeline.recolour(image, tf.constant([s, 1], tf.int64)).numpy().ravel())
+               for s in range(200)]
+    luma = 0.299 * 200 + 0.587 * 100 + 0.114 * 50
+    assert {(200.0, 100.0, 50.0), (50.0, 100.0, 200.0)} <= set(outputs)
+    grey_share = sum(abs(o[0] - luma) < 1e-3 and o[0] == o[1] == o[2] for o in outputs) / 200
+    assert 0.05 < grey_share < 0.3  # GREY_PROBABILITY = 0.15
+
+
 def test_argument_errors(image_dir, tmp_path):
     with pytest.raises(ValueError, match="'zoom'"):
         make_dataset(str(image_dir), 32, 2, mode="zoom")

@@ -202,6 +202,21 @@ def _tfds_images(name, split, data_dir, shuffle, seed):
     return dataset.map(lambda example: example["image"]), count
 
 
+GREY_PROBABILITY = 0.15
+_PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def recolour(image, seed):
+    """A random channel permutation of ``image`` [..., 3], made grey with GREY_PROBABILITY."""
+    s = tf.random.experimental.stateless_split(seed, 2)
+    which = tf.random.stateless_uniform([], s[0], 0, len(_PERMUTATIONS), dtype=tf.int32)
+    luma = tf.reduce_sum(image * tf.constant(_LUMA, image.dtype), axis=-1, keepdims=True)
+    image = tf.gather(image, tf.gather(tf.constant(_PERMUTATIONS), which), axis=-1)
+    grey = tf.random.stateless_uniform([], s[1]) < GREY_PROBABILITY
+    return tf.where(grey, tf.broadcast_to(luma, tf.shape(image)), image)
+
+
 def make_dataset(
     source,
     image_size,
@@ -216,6 +231,7 @@ def make_dataset(
     tfds_data_dir=None,
     validate=True,
     shuffle_buffer=512,
+    color_augment=False,
 ):
     """Batches of training images in [-1, 1] and random hole masks.
 
@@ -245,6 +261,10 @@ def make_dataset(
             ``shuffle_buffer`` encoded images); repeat forever.
         validate: decode each file once first and leave out unreadable ones
             (directory sources).
+        color_augment: permute each crop's RGB channels at random (one of 6) and turn
+            ``GREY_PROBABILITY`` of them grey (BT.601 luma). With few training photos a
+            network otherwise learns their palettes instead of taking colour from the
+            context; these changes keep every photo a valid photo.
 
     Returns:
         (dataset, DatasetInfo).
@@ -316,6 +336,8 @@ def make_dataset(
     def augment(example_seed, image):
         s = tf.random.experimental.stateless_split(example_seed, 3)  # crop, flip, mask
         image = tf.image.stateless_random_flip_left_right(image, s[1])
+        if color_augment:  # its own stream: crops, flips and masks stay as without it
+            image = recolour(image, tf.random.experimental.stateless_fold_in(example_seed, 7))
         image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
         mask = tf.ensure_shape(mask_generator(s[2]), [size, size, 1])
         return {"image": image, "mask": mask}

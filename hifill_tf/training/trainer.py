@@ -31,7 +31,7 @@ CHECKPOINT_DIR = "checkpoints"
 # Defaults of every option train() understands; train.py's flags mirror them.
 DEFAULTS = dict(
     data="", tfds_data_dir=None, image_size=512, batch_size=8, steps=300_000,
-    mode="crop", scale_min=None, scale_max=None,
+    mode="crop", scale_min=None, scale_max=None, color_augment=False,
     g_lr=1e-4, d_lr=1e-4, beta_1=0.5, beta_2=0.9,
     critic_steps=5, gp_weight=10.0, hole_weight=1.0, context_weight=1.2,
     adversarial_weight=1e-4, coarse_weight=1.0,
@@ -134,7 +134,7 @@ def _grouped_dataset(config, global_batch, seed):
     dataset, info = make_dataset(
         config["data"], config["image_size"], global_batch * group, mode=config["mode"],
         scale_range=scale_range, seed=seed, mask_kwargs=mask_kwargs,
-        tfds_data_dir=config["tfds_data_dir"])
+        tfds_data_dir=config["tfds_data_dir"], color_augment=config["color_augment"])
     size = config["image_size"]
 
     def regroup(batch):
