@@ -28,8 +28,9 @@ flags.DEFINE_string("weights", None, "Generator weights .npz (hifill_tf.weights.
                     "default: the bundled hifill_tf/weights/hifill_default.npz.")
 flags.DEFINE_string("checkpoint", None, "Instead of --weights: a train.py --model_dir; exports the "
                     "generator of its latest checkpoint.")
-flags.DEFINE_integer("max_pixels", cra.MAX_PIXELS, "Pixel budget of the network input: larger photos "
-                     "run the network on an averaged-down copy (§4.1; default 512 * 512).")
+flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input: larger photos "
+                     "run the network on an averaged-down copy (§4.1). Default: the budget stored "
+                     "with the weights (bundled model: 65536 = 256x256), else 262144 (512x512).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export in --output_dir.")
 flags.mark_flag_as_required("output_dir")
 
@@ -60,7 +61,7 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     if FLAGS.weights and FLAGS.checkpoint:
         sys.exit("export.py: give --weights or --checkpoint, not both")
-    if FLAGS.max_pixels < 16 * 16:
+    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 16 * 16:
         sys.exit(f"export.py: --max_pixels must be at least 256 (one 16x16 cell); got {FLAGS.max_pixels}")
 
     output_dir = os.path.abspath(FLAGS.output_dir)
@@ -70,7 +71,8 @@ def main(argv):
         print(f"Exporting the generator from {source} to {output_dir} (tracing takes a while)...",
               flush=True)
         start = time.time()
-        signatures = saved_model.export_saved_model(generator, output_dir, FLAGS.max_pixels,
+        max_pixels = cra.network_pixels(generator, FLAGS.max_pixels)
+        signatures = saved_model.export_saved_model(generator, output_dir, max_pixels,
                                                     overwrite=FLAGS.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         sys.exit(f"export.py: {error}")
@@ -82,7 +84,7 @@ def main(argv):
         print(f"  {line}")
     print(f"Inspect with: saved_model_cli show --dir {output_dir} --all")
     print(f"Exported in {time.time() - start:.0f} s: {output_dir} ({size / 1e6:.1f} MB, "
-          f"max_pixels {FLAGS.max_pixels})")
+          f"max_pixels {max_pixels})")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ flags.DEFINE_bool("skip_existing", False, "With --input_dir: leave photos whose 
                   "alone (to resume an interrupted batch).")
 flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input: the photo is "
                      "averaged down by an integer factor to fit it, and CRA restores the full "
-                     "resolution. Default 262144 (512x512, the training size). Fixed at export "
+                     "resolution. Default: the budget stored with the weights (bundled model: 65536 = "
+                     "256x256, the size it was trained for), else 262144 (512x512). Fixed at export "
                      "for --saved_model.", lower_bound=256)
 flags.DEFINE_integer("feather", 0, "Blend a soft seam this many pixels wide around the hole "
                      "(0 = hard paste: everything outside the hole stays bit-identical). Not "

@@ -26,8 +26,9 @@ def default_generator():
         return _default_generator
 
 
-def inpaint_function(generator, max_pixels=cra.MAX_PIXELS, feather=0):
+def inpaint_function(generator, max_pixels=None, feather=0):
     """A ``tf.function`` (uint8 [H, W, 3], uint8 [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
+    max_pixels = cra.network_pixels(generator, max_pixels)
     key = (id(generator), max_pixels, feather)
     with _lock:
         if key not in _functions:
@@ -38,14 +39,15 @@ def inpaint_function(generator, max_pixels=cra.MAX_PIXELS, feather=0):
         return _functions[key][1]
 
 
-def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, feather=0, name=None):
+def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):
     """Fill the hole of a photo of any size with HiFill + CRA.
 
     Args:
         image: uint8 [H, W, 3].
         mask: uint8 or bool [H, W] (or [H, W, 1]), non-zero = hole.
         generator: a :class:`hifill_tf.Generator`; None = the bundled default.
-        max_pixels: pixel budget of the network input (default 512 * 512).
+        max_pixels: pixel budget of the network input; None = the one stored with the
+            generator's weights (the bundled model: 256 * 256), else 512 * 512.
         feather: width in pixels of a soft seam blended outside the hole
             (0 = hard paste, the outside stays bit-identical).
         name: file name to use in error messages.
@@ -72,4 +74,5 @@ def inpaint(image, mask, generator=None, max_pixels=cra.MAX_PIXELS, feather=0, n
     except EmptyMaskError:
         return image.copy()
     generator = generator or default_generator()
+    max_pixels = cra.network_pixels(generator, max_pixels)
     return inpaint_function(generator, max_pixels, int(feather))(image, mask).numpy()

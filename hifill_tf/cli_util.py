@@ -150,7 +150,8 @@ def load_inpainter(weights=None, saved_model=None, max_pixels=None, feather=0):
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{path}: not a usable generator weights file: {e}") from e
     description = f"weights {path}" if weights else f"bundled weights {path}"
-    return GeneratorInpainter(generator, max_pixels or cra.MAX_PIXELS, description, feather)
+    return GeneratorInpainter(generator, cra.network_pixels(generator, max_pixels), description,
+                              feather)
 
 
 # ---------------------------------------------------------------------------------------------

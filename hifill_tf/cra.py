@@ -35,6 +35,15 @@ from hifill_tf.layers.contextual_attention import cell_mask
 
 CELL = 16  # network pixels per attention cell: the grid is the input / 16
 MAX_PIXELS = 512 * 512
+
+
+def network_pixels(generator, max_pixels=None):
+    """The pixel budget to use: ``max_pixels`` if given, else the one stored with the
+    generator's weights (``generator.network_pixels``, the size it was trained for; see
+    ``hifill_tf.weights``), else the paper's 512 x 512."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    return int(getattr(generator, "network_pixels", None) or MAX_PIXELS)
 # Bound on the float32 buffers of one chunk of the full-resolution product.
 CHUNK_BYTES = 64 * 1024 * 1024
 

@@ -282,7 +282,7 @@ def bicubic_function(generator, max_pixels=None):
 
     from hifill_tf import cra
 
-    max_pixels = cra.MAX_PIXELS if max_pixels is None else max_pixels
+    max_pixels = cra.network_pixels(generator, max_pixels)
     key = (id(generator), max_pixels)
     if key in _low_functions:
         return _low_functions[key][1]
@@ -312,9 +312,8 @@ def bicubic(image, mask, generator, max_pixels=None):
 
 def hifill(image, mask, generator, max_pixels=None):
     """``hifill_tf.inpaint``: the model with CRA."""
-    from hifill_tf import api, cra
+    from hifill_tf import api
 
-    max_pixels = cra.MAX_PIXELS if max_pixels is None else max_pixels
     return api.inpaint(image, mask, generator=generator, max_pixels=max_pixels)
 
 
@@ -427,7 +426,8 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
         generator: the model for 'hifill' and 'bicubic'; None = the bundled weights.
         seed: hole j of photo k uses seed ``seed + k * holes + j`` (seed + k for one hole).
         min_area, max_area, mask_kind: passed to ``sample_mask`` (hole fraction and kind).
-        max_pixels: network pixel budget of CRA (default ``cra.MAX_PIXELS``, 512 * 512).
+        max_pixels: network pixel budget of CRA (default ``cra.network_pixels``: the one
+            stored with the weights, else 512 * 512).
         resample: 'lanczos' or 'area' (PIL BOX), for resizing photos to a size.
         with_ms_ssim: False skips MS-SSIM (the slowest metric at 4K and up).
         warm_up: run each method once on a small image first, so times exclude tracing.
@@ -636,7 +636,7 @@ def _define_flags():
     flags.DEFINE_float("max_area", 0.25, "Largest hole, as a fraction of the image (paper: up to 25%).")
     flags.DEFINE_enum("mask_kind", "mixed", ["free_form", "object", "mixed", "either"], "Hole shapes (hifill_tf.data.masks): strokes, object silhouettes, both, or one of them.")
     flags.DEFINE_enum("resample", "lanczos", list(RESAMPLING), "Filter for resizing photos to --sizes: lanczos, or area (box) averaging.")
-    flags.DEFINE_integer("max_pixels", 512 * 512, "Pixel budget of the network input under CRA (paper: 512x512).")
+    flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input under CRA; default: the one stored with the weights (bundled model: 65536 = 256x256), else 262144 (512x512, the paper's).")
     flags.DEFINE_bool("ms_ssim", True, "Compute MS-SSIM (--noms_ssim skips it: the slowest metric on large photos).")
     flags.DEFINE_string("output", None, "Also write the Markdown table to this file (atomically).")
     flags.DEFINE_string("json", None, "Also write all results, per image included, as JSON to this file.")
@@ -658,6 +658,14 @@ def _photo_paths(data_dir, images, max_images):
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such file")
     return paths
+
+
+def _network_pixels(generator, max_pixels):
+    if generator is None:
+        return max_pixels
+    from hifill_tf import cra
+
+    return cra.network_pixels(generator, max_pixels)
 
 
 def _check_writable(path):
@@ -710,9 +718,12 @@ def main(argv):
     config = {"model": model, "photos": len(paths), "sizes": [size_label(s) for s in sizes],
               "methods": methods, "seed": FLAGS.seed, "min_area": FLAGS.min_area,
               "max_area": FLAGS.max_area, "mask_kind": FLAGS.mask_kind,
-              "resample": FLAGS.resample, "max_pixels": FLAGS.max_pixels, "holes": FLAGS.holes}
+              "resample": FLAGS.resample, "holes": FLAGS.holes,
+              "max_pixels": _network_pixels(generator, FLAGS.max_pixels)}
     per_photo = f"{FLAGS.holes} " if FLAGS.holes > 1 else ""
-    title = (f"{len(paths)} photos, model {model or 'none'}, {per_photo}{FLAGS.mask_kind} holes "
+    budget = config["max_pixels"]
+    network = f" (network input <= {budget} px)" if budget else ""
+    title = (f"{len(paths)} photos, model {model or 'none'}{network}, {per_photo}{FLAGS.mask_kind} holes "
              f"of {100 * FLAGS.min_area:.0f}-{100 * FLAGS.max_area:.0f}%"
              f"{' per photo' if per_photo else ''}, seed {FLAGS.seed}")
     table = markdown_table(results, title=title)

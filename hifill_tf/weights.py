@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "hifill_default.npz")
+NETWORK_PIXELS_KEY = "__network_pixels__"
 
 
 def _key(variable):
@@ -19,11 +20,19 @@ def _key(variable):
     return variable.path.split("/", 1)[1]
 
 
-def save_generator_weights(generator, path):
-    """Write ``generator``'s weights as float16 to ``path`` atomically."""
+def save_generator_weights(generator, path, network_pixels=None):
+    """Write ``generator``'s weights as float16 to ``path`` atomically.
+
+    ``network_pixels`` (default: ``generator.network_pixels`` if set) records the network
+    input budget the model works best at, e.g. 256 * 256 for a model trained on small crops;
+    the API and front ends use it when no ``max_pixels`` is given (``cra.network_pixels``).
+    """
     generator.build()
     arrays = {_key(v): np.asarray(v.numpy(), np.float16) for v in generator.weights}
     arrays["__config__"] = np.array(json.dumps(generator.get_config()))
+    network_pixels = network_pixels or getattr(generator, "network_pixels", None)
+    if network_pixels:
+        arrays[NETWORK_PIXELS_KEY] = np.array(int(network_pixels), np.int64)
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
@@ -62,4 +71,8 @@ def load_generator(path=None):
     arguments = ("coarse_gate", "refine_gate", "softmax_scale", "attention_patch_size",
                  "transfer_patch_multiple")
     generator = Generator(**{k: v for k, v in config.items() if k in arguments})
-    return load_generator_weights(generator, path)
+    load_generator_weights(generator, path)
+    with np.load(path) as data:
+        if NETWORK_PIXELS_KEY in data:
+            generator.network_pixels = int(data[NETWORK_PIXELS_KEY])
+    return generator

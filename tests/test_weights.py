@@ -26,3 +26,36 @@ def load_generator_weights_into_other_gates(path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         load_generator(str(tmp_path / "nope.npz"))
+
+
+def test_network_pixels_travel_with_the_weights_and_are_the_default_budget(tmp_path):
+    from hifill_tf import api, cra
+
+    keras_seed(1)
+    source = Generator()
+    plain, small = str(tmp_path / "plain.npz"), str(tmp_path / "small.npz")
+    save_generator_weights(source, plain)
+    save_generator_weights(source, small, network_pixels=64 * 64)
+    assert not hasattr(load_generator(plain), "network_pixels")
+    generator = load_generator(small)
+    assert generator.network_pixels == 4096
+    assert cra.network_pixels(generator) == 4096
+    assert cra.network_pixels(generator, 512 * 512) == 512 * 512  # an explicit budget wins
+    assert cra.network_pixels(load_generator(plain)) == cra.MAX_PIXELS
+    # Re-saving keeps it.
+    save_generator_weights(generator, str(tmp_path / "again.npz"))
+    assert load_generator(str(tmp_path / "again.npz")).network_pixels == 4096
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[100:160, 90:170] = 1
+    default = api.inpaint(image, mask, generator)  # 64x64 network input: f = 4
+    np.testing.assert_array_equal(default, api.inpaint(image, mask, generator, max_pixels=4096))
+    assert not np.array_equal(default, api.inpaint(image, mask, generator, max_pixels=512 * 512))
+
+
+def keras_seed(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)

@@ -77,11 +77,13 @@ class HiFillServing(tf.Module):
 
     Args:
         generator: a :class:`hifill_tf.models.generator.Generator`.
-        max_pixels: pixel budget of the network input (§4.1; default 512 * 512).
+        max_pixels: pixel budget of the network input (§4.1); None = ``cra.network_pixels``
+            (the budget stored with the weights, else 512 * 512).
     """
 
-    def __init__(self, generator, max_pixels=cra.MAX_PIXELS):
+    def __init__(self, generator, max_pixels=None):
         super().__init__(name="hifill")
+        max_pixels = cra.network_pixels(generator, max_pixels)
         if max_pixels < cra.CELL * cra.CELL:
             # cra.plan looks for a factor that brings the network input under the budget: forever.
             raise ValueError(f"max_pixels must be at least {cra.CELL * cra.CELL} (one attention "
@@ -186,7 +188,7 @@ def check_output_dir(output_dir, overwrite=False):
                               "refusing to replace it even with overwrite")
 
 
-def export_saved_model(generator, output_dir, max_pixels=cra.MAX_PIXELS, overwrite=False):
+def export_saved_model(generator, output_dir, max_pixels=None, overwrite=False):
     """Write the SavedModel of ``generator`` to ``output_dir``; see the module docstring.
 
     The model is written to a temporary directory beside ``output_dir`` and
