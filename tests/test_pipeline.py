@@ -15,7 +15,8 @@ from hifill_tf.data import pipeline
 from hifill_tf.data.masks import MaskGenerator
 from hifill_tf.data.pipeline import list_image_files, make_dataset
 
-PHOTO = "/work/shared/data/photos/kite.jpg"
+# A real photo from the repository itself (tests must not need ../shared).
+PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "volna-640x360.jpg")
 
 
 def _coded(height, width):
