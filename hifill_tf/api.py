@@ -74,5 +74,4 @@ def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):
     except EmptyMaskError:
         return image.copy()
     generator = generator or default_generator()
-    max_pixels = cra.network_pixels(generator, max_pixels)
     return inpaint_function(generator, max_pixels, int(feather))(image, mask).numpy()

@@ -142,7 +142,6 @@ def load_inpainter(weights=None, saved_model=None, max_pixels=None, feather=0):
     if saved_model:
         return SavedModelInpainter(path)
 
-    from hifill_tf import cra
     from hifill_tf.weights import load_generator
 
     try:
@@ -150,8 +149,8 @@ def load_inpainter(weights=None, saved_model=None, max_pixels=None, feather=0):
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{path}: not a usable generator weights file: {e}") from e
     description = f"weights {path}" if weights else f"bundled weights {path}"
-    return GeneratorInpainter(generator, cra.network_pixels(generator, max_pixels), description,
-                              feather)
+    # max_pixels None: api.inpaint uses the budget stored with the weights (cra.network_pixels).
+    return GeneratorInpainter(generator, max_pixels, description, feather)
 
 
 # ---------------------------------------------------------------------------------------------

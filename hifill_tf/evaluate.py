@@ -55,7 +55,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from hifill_tf.io import InputError
+from hifill_tf.io import InputError, comparison_picture, write_image_atomic
 
 METHODS = ("hifill", "bicubic", "telea")
 NATIVE = "native"
@@ -495,8 +495,6 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
                     times.append(f"{method} {seconds:.2f}s")
                     outputs.append((method, output))
                 if pictures is not None and hole_index == 0:
-                    from hifill_tf.io import comparison_picture, write_image_atomic
-
                     stem = os.path.splitext(name)[0]
                     write_image_atomic(os.path.join(pictures, f"{stem}-{size_label(size)}.jpg"),
                                        comparison_picture(truth, mask, outputs), quality=92)

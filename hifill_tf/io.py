@@ -547,6 +547,7 @@ _GAP = 8
 _LABEL_H = 20
 _BACKGROUND = (32, 32, 32)
 _RED = np.array([255, 0, 0], np.float32)
+_BOX_COLOUR = (255, 220, 0)
 
 
 def crop_boxes(mask: np.ndarray, count: int, size: int) -> list[tuple[int, int, int, int]]:
@@ -599,6 +600,26 @@ def _overlay(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return (rgb * (1.0 - a) + _RED * a + 0.5).astype(np.uint8)
 
 
+def _scaled(array: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A whole-picture panel: ``array`` resized to ``size`` (width, height) if it differs."""
+    pil = Image.fromarray(array)
+    if pil.size != tuple(size):
+        pil = pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return pil
+
+
+def _outline(pil: Image.Image, boxes, scale: float, font=None) -> Image.Image:
+    """Draws the crop windows (full-resolution boxes) on a panel scaled by ``scale``;
+    numbered when a font is given."""
+    draw = ImageDraw.Draw(pil)
+    for n, (left, top, right, bottom) in enumerate(boxes, 1):
+        box = [left * scale, top * scale, right * scale - 1, bottom * scale - 1]
+        draw.rectangle(box, outline=_BOX_COLOUR, width=2)
+        if font is not None:
+            draw.text((box[0] + 4, box[1] + 2), str(n), fill=_BOX_COLOUR, font=font)
+    return pil
+
+
 def _font():
     try:
         return ImageFont.load_default(size=14)
@@ -642,20 +663,13 @@ def side_by_side(
     column = max(small[0], size if boxes else 0)
 
     def overview(array, with_hole):
-        pil = Image.fromarray(array)
-        if small != (width, height):
-            pil = pil.resize(small, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        pil = _scaled(array, small)
         if with_hole:
             hole = Image.fromarray(mask != 0).convert("L")  # 0/255
             if small != (width, height):
                 hole = hole.resize(small, Image.Resampling.BOX)
             pil = Image.fromarray(_overlay(np.asarray(pil), np.asarray(hole) / 255.0))
-        draw = ImageDraw.Draw(pil)
-        for n, (left, top, right, bottom) in enumerate(boxes, 1):
-            box = [left * scale, top * scale, right * scale - 1, bottom * scale - 1]
-            draw.rectangle(box, outline=(255, 220, 0), width=2)
-            draw.text((box[0] + 4, box[1] + 2), str(n), fill=(255, 220, 0), font=font)
-        return pil
+        return _outline(pil, boxes, scale, font)
 
     font = _font()
     canvas_h = _LABEL_H + small[1] + _GAP + len(boxes) * (_LABEL_H + size + _GAP)
@@ -723,15 +737,8 @@ def comparison_picture(
     zoom = f" ({100 * scale:.0f}%)" if scale < 1 else ""
     for n, (label, array) in enumerate(panels):
         x = _GAP + n * (column + _GAP)
-        pil = Image.fromarray(array)
-        if small != (width, height):
-            pil = pil.resize(small, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        for left, top, right, bottom in boxes:
-            ImageDraw.Draw(pil).rectangle(
-                [left * scale, top * scale, right * scale - 1, bottom * scale - 1],
-                outline=(255, 220, 0), width=2)
         draw.text((x, 3), f"{label}{zoom}", fill=(230, 230, 230), font=font)
-        canvas.paste(pil, (x, _LABEL_H))
+        canvas.paste(_outline(_scaled(array, small), boxes, scale), (x, _LABEL_H))
         for left, top, right, bottom in boxes:
             y = _LABEL_H + small[1] + _GAP
             draw.text((x, y + 3), f"{label}, 1:1", fill=(230, 230, 230), font=font)
