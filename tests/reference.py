@@ -20,6 +20,14 @@ def conv2d_same(x, kernel, bias, stride=1, dilation=1):
     return out + bias
 
 
+def centre_pixels(x, kernel_size, stride=1, dilation=1):
+    """The pixels a k x k 'same' conv at ``stride`` is centred on: that conv with a delta kernel."""
+    channels = x.shape[2]
+    delta = np.zeros((kernel_size, kernel_size, channels, channels))
+    delta[kernel_size // 2, kernel_size // 2] = np.eye(channels)
+    return conv2d_same(x, delta, np.zeros(channels), stride, dilation)
+
+
 def depthwise_same(x, kernel, bias, stride=1, dilation=1):
     """Depth-wise 'same' convolution. kernel [k, k, C, 1]."""
     channels = x.shape[2]

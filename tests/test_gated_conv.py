@@ -28,13 +28,39 @@ def test_gated_conv_harness_and_numerics(gate, strides, dilation, tmp_path):
             g = reference.depthwise_same(x, gates[0].kernel.numpy(), gates[0].bias.numpy(), strides, dilation)
             g = reference.conv2d_same(g, gates[1].kernel.numpy(), gates[1].bias.numpy())
         elif gate == "pw":
-            g = reference.conv2d_same(x, gates[0].kernel.numpy(), gates[0].bias.numpy(), strides)
+            # The 1x1 gate reads the pixel the feature kernel is centred on (at stride 2 that
+            # is 2i + 1 for even sizes, not the 2i a 1x1 stride-2 conv would take).
+            centres = reference.centre_pixels(x, 3, strides, dilation)
+            g = reference.conv2d_same(centres, gates[0].kernel.numpy(), gates[0].bias.numpy())
         else:
             g = reference.conv2d_same(x, gates[0].kernel.numpy(), gates[0].bias.numpy(), strides, dilation)
         if gate == "sc":
             assert g.shape[-1] == 1  # one gate broadcast over all features (Eq. 8)
         expected = reference.sigmoid(g) * reference.elu(f)
         np.testing.assert_allclose(output[0], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+@pytest.mark.parametrize("size", [8, 9])
+def test_pw_gate_and_feature_see_the_same_pixel(kernel_size, size):
+    # A feature kernel that is a delta at its centre copies the pixel it is centred on; a pw gate
+    # with an identity 1x1 kernel must then see exactly the same values, at every output pixel.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, size, size + 2, 4)).astype(np.float32)
+    layer = GatedConv2D(4, kernel_size, strides=2, gate="pw")
+    layer.build(x.shape)
+    delta = np.zeros((kernel_size, kernel_size, 4, 4), np.float32)
+    delta[kernel_size // 2, kernel_size // 2] = np.eye(4)
+    layer.feature_conv.kernel.assign(delta)
+    layer.feature_conv.bias.assign(np.zeros(4, np.float32))
+    layer.gate_layers[0].kernel.assign(np.eye(4, dtype=np.float32)[None, None])
+    layer.gate_layers[0].bias.assign(np.zeros(4, np.float32))
+    seen_by_feature = layer.feature_conv(x).numpy()
+    seen_by_gate = layer.gate_layers[0](layer._feature_centres(x)).numpy()
+    np.testing.assert_array_equal(seen_by_gate, seen_by_feature)
+    # Hand-computed for even sizes, k = 3 or 5: output (i, j) is centred on input (2i + 1, 2j + 1).
+    if size % 2 == 0:
+        np.testing.assert_array_equal(seen_by_feature[0], x[0, 1::2, 1::2])
 
 
 def test_table1_gate_parameter_counts():

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
 from hifill_tf.models.discriminator import Discriminator
-from hifill_tf.models.generator import COARSE_SPEC, Generator, parse_spec
+from hifill_tf.models.generator import Generator
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,64 @@ def test_generator_ignores_hole_content(generator):
     np.testing.assert_allclose(a["refined"].numpy(), b["refined"].numpy(), atol=1e-6)
 
 
+# The appendix, transcribed by hand for this test (not parsed from the model's spec strings):
+# (kernel, stride, channels, dilation) of every convolution, in order.
+APPENDIX_COARSE = ([(5, 2, 32, 1), (3, 1, 32, 1), (3, 2, 64, 1)] + [(3, 1, 64, 1)] * 5
+                   + [(3, 1, 64, 2)] * 6 + [(3, 1, 64, 4)] * 5 + [(3, 1, 64, 8)] * 2
+                   + [(3, 1, 64, 1)] * 4 + [(3, 1, 32, 1), (3, 1, 3, 1)])
+APPENDIX_REFINE = {
+    "encoder1": [(5, 2, 32, 1), (3, 1, 32, 1)],
+    "encoder2": [(3, 2, 64, 1), (3, 1, 64, 1)],
+    "encoder3": [(3, 2, 128, 1), (3, 1, 128, 1), (3, 1, 128, 2), (3, 1, 128, 4), (3, 1, 128, 8),
+                 (3, 1, 128, 16)],
+    "decoder3": [(3, 1, 128, 1), (3, 1, 64, 1), (3, 1, 64, 1)],
+    "decoder2": [(3, 1, 32, 1), (3, 1, 32, 1)],
+    "decoder1": [(3, 1, 3, 1)],
+}
+APPENDIX_TRANSFER = {3: [(3, 1, 128, 1)], 2: [(3, 1, 64, 1), (3, 1, 64, 2)],
+                     1: [(3, 1, 32, 1), (3, 1, 32, 2)]}
+# Input channels of each stack: RGB + mask, and the concatenations of Figure 2.
+STACK_INPUTS = {"coarse": 4, "encoder1": 4, "encoder2": 32, "encoder3": 64,
+                "decoder3": 128 + 128, "decoder2": 64 + 64, "decoder1": 32 + 32,
+                3: 128, 2: 64, 1: 32}
+
+
+def _conv_specs(layers):
+    specs = []
+    for layer in layers:
+        conv = getattr(layer, "feature_conv", None) or getattr(layer, "conv", None)
+        if conv is not None:
+            specs.append((conv.kernel_size[0], conv.strides[0], conv.filters, conv.dilation_rate[0]))
+    return specs
+
+
+def _expected_params(specs, channels, gate):
+    """Weights of a stack from its appendix list: feature conv + gate (Eq. 7, 8) per layer."""
+    total = 0
+    for index, (k, _, c, _) in enumerate(specs):
+        total += k * k * channels * c + c  # feature (or output) convolution
+        if index < len(specs) - 1 or c != 3:  # the K3S1C3 output conv has no gate
+            total += k * k * channels + 1 if gate == "sc" else channels * c + c
+        channels = c
+    return total
+
+
+def test_layers_match_the_appendix(generator):
+    assert _conv_specs(generator.coarse) == APPENDIX_COARSE
+    for name, specs in APPENDIX_REFINE.items():
+        assert _conv_specs(generator.refine[name]) == specs, name
+    for level, specs in APPENDIX_TRANSFER.items():
+        assert _conv_specs(generator.branches[level]) == specs, level
+    # Resampling of the coarse network: downsample first, three 2x up-samplings (the last after clip).
+    kinds = [type(l).__name__ for l in generator.coarse]
+    assert kinds[0] == "AveragePooling2D" and kinds[-1] == "Upsample2x"
+    assert kinds.count("Upsample2x") == 3 and kinds[-2] == "ClippedConv2D"
+    expected = _expected_params(APPENDIX_COARSE, STACK_INPUTS["coarse"], "sc")
+    expected += sum(_expected_params(specs, STACK_INPUTS[name], "pw")
+                    for name, specs in {**APPENDIX_REFINE, **APPENDIX_TRANSFER}.items())
+    assert generator.count_params() == expected
+
+
 def test_paper_configuration_and_parameter_count(generator):
     config = generator.get_config()
     assert config["coarse_gate"] == "sc" and config["refine_gate"] == "pw"
@@ -58,12 +116,7 @@ def test_paper_configuration_and_parameter_count(generator):
     assert {l.gate for l in coarse} == {"sc"}
     assert {l.gate for l in gated if l not in coarse} == {"pw"}
     assert len([l for l in generator._flatten_layers() if isinstance(l, ClippedConv2D)]) == 2
-    # The coarse network of the appendix: 28 convolutions (27 gated + output), dilations 1, 2, 4, 8.
-    convs = [args for op, args in parse_spec(COARSE_SPEC) if op == "conv"]
-    assert len(convs) == 28 and len(coarse) == 27
-    assert [a["dilation_rate"] for a in convs].count(2) == 6
-    assert [a["dilation_rate"] for a in convs].count(4) == 5
-    assert [a["dilation_rate"] for a in convs].count(8) == 2
+    assert len(coarse) == len(APPENDIX_COARSE) - 1  # every conv but the output one is gated
     # §4: "The final model has a total of 2.7M parameters".
     assert 2.6e6 < generator.count_params() < 2.8e6
 

@@ -24,8 +24,10 @@ class GatedConv2D(keras.layers.Layer):
     Args:
         filters: number of output channels.
         kernel_size: square kernel size of the feature branch.
-        strides: stride of both branches (the 1x1 gate samples the pixel the
-            feature kernel is centred on, so the two stay aligned).
+        strides: stride of both branches. At stride s the 1x1 gate of
+            ``"pw"`` reads the pixel the feature kernel is centred on (with
+            TF's "same" padding that is pixel ``s i + offset``, not ``s i``),
+            so gate and feature look at the same place.
         dilation_rate: dilation of the feature (and spatial gate) kernels.
         gate: one of ``"full"``, ``"ds"``, ``"pw"``, ``"sc"``.
     """
@@ -57,9 +59,8 @@ class GatedConv2D(keras.layers.Layer):
         elif gate == "sc":
             self.gate_layers = [keras.layers.Conv2D(1, kernel_size, name="gate", **conv)]
         elif gate == "pw":
-            self.gate_layers = [
-                keras.layers.Conv2D(filters, 1, strides=strides, padding="same", name="gate")
-            ]
+            # Stride 1 here: call() first picks the pixels the feature kernel is centred on.
+            self.gate_layers = [keras.layers.Conv2D(filters, 1, padding="same", name="gate")]
         else:  # "ds"
             self.gate_layers = [
                 keras.layers.DepthwiseConv2D(kernel_size, name="gate_depthwise", **conv),
@@ -75,10 +76,28 @@ class GatedConv2D(keras.layers.Layer):
 
     def call(self, inputs):
         features = ops.elu(self.feature_conv(inputs))
-        gate = inputs
+        gate = self._feature_centres(inputs) if self.gate == "pw" and self.strides > 1 else inputs
         for layer in self.gate_layers:
             gate = layer(gate)
         return ops.sigmoid(gate) * features
+
+    def _feature_centres(self, inputs):
+        """The input pixels the strided feature kernel is centred on.
+
+        "same" padding puts ``pad = max((ceil(n/s) - 1) s + k - n, 0)`` pixels
+        around an axis of length n, ``pad // 2`` of them before, so output i is
+        centred on input ``s i + (k - 1) // 2 - pad // 2``: 2i + 1 for k = 3 or
+        5, s = 2 and even n; a 1x1 stride-s conv would read 2i instead.
+        """
+        k = self.kernel_size  # strides > 1 implies dilation 1
+        s = self.strides
+        shape = ops.shape(inputs)
+
+        def offset(n):
+            pad = ops.maximum(((n + s - 1) // s - 1) * s + k - n, 0)
+            return (k - 1) // 2 - pad // 2
+
+        return inputs[:, offset(shape[1])::s, offset(shape[2])::s]
 
     def compute_output_shape(self, input_shape):
         return self.feature_conv.compute_output_shape(input_shape)

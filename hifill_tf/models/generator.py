@@ -14,7 +14,7 @@ from hifill_tf.layers.resampling import Upsample2x
 # taps [P^l] and concatenations, which the model wires explicitly.
 COARSE_SPEC = (
     "downsample(2x) - K5S2C32 - K3S1C32 - K3S2C64 - K3S1C64 - K3S1C64 - K3S1C64 - K3S1C64 - "
-    "K3S1C64 - K3S1C64 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - "
+    "K3S1C64 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - K3S1C64D2 - "
     "K3S1C64D4 - K3S1C64D4 - K3S1C64D4 - K3S1C64D4 - K3S1C64D4 - K3S1C64D8 - K3S1C64D8 - "
     "K3S1C64 - K3S1C64 - K3S1C64 - K3S1C64 - upsample(2x) - K3S1C32 - upsample(2x) - K3S1C3 - "
     "clip - upsample(2x)"
@@ -54,9 +54,14 @@ def build_stack(spec, gate, prefix, final_upsample="nearest"):
     layers). Inner up-sampling is nearest (DeepFill's gen_deconv); an
     up-sampling that follows ``clip`` resizes the image and uses ``final_upsample``."""
     parsed = parse_spec(spec)
+    tokens = [t.strip() for t in spec.split(" - ")]
     layers = []
     for index, (op, args) in enumerate(parsed):
+        # The layer's token in the name: weights are saved and loaded by name, so a
+        # changed or reordered layer list fails to load instead of loading wrongly.
         name = f"{prefix}_{index}"
+        if op == "conv":
+            name += "_" + tokens[index].lower()
         if op == "conv":
             if index + 1 < len(parsed) and parsed[index + 1][0] == "clip":
                 layers.append(ClippedConv2D(args["filters"], args["kernel_size"], name=name))
