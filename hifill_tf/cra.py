@@ -37,13 +37,26 @@ CELL = 16  # network pixels per attention cell: the grid is the input / 16
 MAX_PIXELS = 512 * 512
 
 
+MIN_PIXELS = CELL * CELL  # the smallest network input is one 16 x 16 attention cell
+
+
 def network_pixels(generator, max_pixels=None):
     """The pixel budget to use: ``max_pixels`` if given, else the one stored with the
     generator's weights (``generator.network_pixels``, the size it was trained for; see
-    ``hifill_tf.weights``), else the paper's 512 x 512."""
-    if max_pixels is not None:
-        return int(max_pixels)
-    return int(getattr(generator, "network_pixels", None) or MAX_PIXELS)
+    ``hifill_tf.weights``), else the paper's 512 x 512.
+
+    The one check of a budget that every entry point goes through (API, ``infer.py``,
+    ``export.py``, the SavedModel, evaluation): below ``MIN_PIXELS`` no network input fits
+    and ``plan`` could never finish, so that is a ValueError here.
+    """
+    if max_pixels is None:
+        max_pixels = getattr(generator, "network_pixels", None) or MAX_PIXELS
+    if isinstance(max_pixels, bool) or int(max_pixels) != max_pixels:
+        raise ValueError(f"max_pixels must be an integer; got {max_pixels!r}")
+    if max_pixels < MIN_PIXELS:
+        raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (one {CELL}x{CELL} attention "
+                         f"cell); got {max_pixels!r}")
+    return int(max_pixels)
 # Bound on the float32 buffers of one chunk of the full-resolution product.
 CHUNK_BYTES = 64 * 1024 * 1024
 
@@ -55,6 +68,8 @@ def plan(height, width, max_pixels=MAX_PIXELS):
     and the same for width, with the smallest ``f`` such that
     ``net_h * net_w <= max_pixels``. Works on tensors or Python ints.
     """
+    if isinstance(max_pixels, int) and max_pixels < MIN_PIXELS:
+        raise ValueError(f"max_pixels must be at least {MIN_PIXELS}; got {max_pixels}")  # else no end
     height = tf.cast(height, tf.int32)
     width = tf.cast(width, tf.int32)
 
@@ -126,7 +141,8 @@ def source_cells(hole_cells, patch_size=3):
     return tf.reshape(touched, [-1]) == 0
 
 
-def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES, alpha=None):
+def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES, alpha=None,
+              patch_size=3):
     """Eq. (4) and the paste, on a photo already padded to the grid.
 
     Args:
@@ -139,6 +155,8 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         alpha: optional float32 [16 gh f, 16 gw f, 1] paste weights for a
             feathered seam (1 in the hole, fading outside it); default: the
             hard mask.
+        patch_size: the generator's ``attention_patch_size``: a source is a cell
+            whose patch of that size holds no hole (the cells with non-zero scores).
     Returns uint8 like ``image``: hole pixels filled, all others unchanged
     (with ``alpha``: pixels where alpha = 0 unchanged).
     """
@@ -151,7 +169,7 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         paste = alpha
         paste_cells_mask = cell_mask(tf.cast(alpha > 0, tf.float32)[None], grid)[0]
     targets = tf.where(tf.reshape(paste_cells_mask, [-1]) > 0)[:, 0]
-    sources = tf.where(source_cells(low_hole))[:, 0]
+    sources = tf.where(source_cells(low_hole, patch_size))[:, 0]
     weights = tf.gather(tf.gather(scores, sources, axis=0), targets, axis=1)  # [src, tgt]
 
     # Low frequencies: up(G_j - sum_i s_ij L_i), on 18x18 windows.
@@ -230,13 +248,28 @@ def network_input(image, hole, max_pixels=MAX_PIXELS):
     """
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     factor, net_h, net_w = plan(height, width, max_pixels)
+    return reduce_to_grid(image, hole, factor, net_h, net_w) + (factor,)
+
+
+def reduce_to_grid(image, hole, factor, net_h, net_w):
+    """Mirror-pad to ``(net_h f) x (net_w f)`` and average f x f blocks (§4.1).
+
+    The one reduction of photo to network input, used by inference
+    (``network_input``) and by training (``data.pipeline``), so the network is
+    trained on exactly what it is fed. A network pixel is hole if any of its
+    f x f photo pixels is. Needs ``H > (net_h - 16) f`` (at most one cell of
+    padding) and the same for the width.
+    Returns (padded image, padded hole, low float32 [net_h, net_w, 3] in
+    0..255, low hole float32 [net_h, net_w, 1]).
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
     pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
     padded = tf.pad(image, pad, mode="SYMMETRIC")
     padded_hole = tf.pad(hole, pad, mode="SYMMETRIC")
     low = downsample(padded, factor, (net_h, net_w))
     low_hole = tf.cast(tf.reduce_any(tf.reshape(
         padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
-    return padded, padded_hole, low, low_hole, factor
+    return padded, padded_hole, low, low_hole
 
 
 def feather_weights(hole, radius):
@@ -282,7 +315,8 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
         inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
         alpha = feather_weights(padded_hole, feather) if feather > 0 else None
         result = aggregate(padded, padded_hole, low, inpainted, outputs["scores"][0], factor,
-                           alpha=alpha)
+                           alpha=alpha,
+                           patch_size=getattr(generator, "attention_patch_size", 3))
         return result[:height, :width]
 
     checks = [tf.debugging.assert_equal(tf.reduce_all(hole), False,

@@ -4,13 +4,15 @@ Public API::
 
     list_image_files(directory) -> list[str]
     validate_image_files(paths, num_workers=2) -> (good, bad)
-    make_dataset(source, image_size, batch_size, mode="crop", scale_range=None,
+    make_dataset(source, image_size, batch_size, mode="crop", factor_range=(1, None),
                  seed=0, mask_generator=None, mask_kwargs=None, shuffle=True,
                  repeat=True, tfds_data_dir=None, validate=True,
                  shuffle_buffer=512) -> (tf.data.Dataset, DatasetInfo)
 
 Batches are dicts ``{"image": float32 [B, S, S, 3] in [-1, 1], "mask": float32
-[B, S, S, 1]}`` with 1 = hole (§3.5, "Training Procedure").
+[B, S, S, 1]}`` with 1 = hole (§3.5, "Training Procedure"). In the default
+"crop" mode each example is reduced from photo resolution by the same code
+inference uses (``cra.reduce_to_grid``; see ``training_view``).
 
 Unreadable files. For a directory every listed file is decoded once on the
 host with the same TF decoders the pipeline uses (JPEGs at 1/8 scale, which
@@ -35,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 
+from hifill_tf import cra
 from hifill_tf.data.masks import MaskGenerator
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -105,46 +108,75 @@ def validate_image_files(paths, num_workers=2):
     return good, bad
 
 
-def _crop_side(height, width, size, scale_range, seed):
-    """Side (in source pixels) of the square window that becomes the S x S crop."""
-    short = tf.cast(tf.minimum(height, width), tf.float32)
-    size = float(size)
-    if scale_range is None:
-        target = tf.maximum(short, size)
-    else:
-        lo, hi = scale_range
-        # Short side after scaling: log-uniform in [S*lo, min(S*hi, native)];
-        # images already below S*lo are left at max(native, S).
-        low = tf.minimum(size * lo, tf.maximum(short, size))
-        high = tf.maximum(low, tf.minimum(size * hi, short))
-        u = tf.random.stateless_uniform([], seed)
-        target = tf.exp(tf.math.log(low) + u * (tf.math.log(high) - tf.math.log(low)))
-    side = tf.cast(tf.round(size * short / target), tf.int32)
-    return tf.clip_by_value(side, 1, tf.minimum(height, width))
+def _view_window(height, width, size, factor_range, seed):
+    """Window (top, left, h, w) of a photo and the integer factor f of one training view.
+
+    f is uniform over the integers in ``factor_range`` that fit the photo; each
+    side is uniform in ``((S - 16) f, S f]``, so mirror padding to S f adds at
+    most one grid cell, as at inference (``cra.plan`` pads less than 16 f).
+    """
+    s = tf.random.experimental.stateless_split(seed, 5)
+    lo, hi = factor_range
+    fit = tf.maximum((tf.minimum(height, width) - 1) // (size - cra.CELL), 1)
+    high = fit if hi is None else tf.minimum(int(hi), fit)
+    low = tf.minimum(int(lo), high)
+    factor = tf.random.stateless_uniform([], s[0], low, high + 1, dtype=tf.int32)
+
+    def side(n, seed):
+        return tf.random.stateless_uniform([], seed, (size - cra.CELL) * factor + 1,
+                                           tf.minimum(size * factor, n) + 1, dtype=tf.int32)
+
+    h, w = side(height, s[1]), side(width, s[2])
+    top = tf.random.stateless_uniform([], s[3], 0, height - h + 1, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], s[4], 0, width - w + 1, dtype=tf.int32)
+    return top, left, h, w, factor
 
 
-def _decode_crop(encoded, size, scale_range, seed):
-    """Random square window of the image (JPEGs decode only the window), uint8."""
-    s = tf.random.experimental.stateless_split(seed, 3)
+def _decode_view(encoded, size, factor_range, seed):
+    """(uint8 window [h, w, 3], f) of one training view; JPEGs decode only the window.
 
-    def window(height, width):
-        side = _crop_side(height, width, size, scale_range, s[0])
-        top = tf.random.stateless_uniform([], s[1], 0, height - side + 1, dtype=tf.int32)
-        left = tf.random.stateless_uniform([], s[2], 0, width - side + 1, dtype=tf.int32)
-        return top, left, side
+    Photos with a short side below S are first scaled up so it is S (bilinear).
+    """
+
+    def crop(image):
+        shape = tf.shape(image)
+        top, left, h, w, factor = _view_window(shape[0], shape[1], size, factor_range, seed)
+        return image[top:top + h, left:left + w], factor
+
+    def scaled_up(image):
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        target = tf.cast(tf.math.ceil(shape * size / tf.reduce_min(shape)), tf.int32)
+        image = tf.image.resize(image, target, method="bilinear")
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+    def decoded():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        small = tf.reduce_min(tf.shape(image)[:2]) < size
+        return crop(tf.cond(small, lambda: scaled_up(image), lambda: image))
+
+    def jpeg_window():
+        shape = tf.io.extract_jpeg_shape(encoded)
+        top, left, h, w, factor = _view_window(shape[0], shape[1], size, factor_range, seed)
+        return tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, h, w]), channels=3), factor
 
     def jpeg():
-        shape = tf.io.extract_jpeg_shape(encoded)
-        top, left, side = window(shape[0], shape[1])
-        return tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, side, side]), channels=3)
+        small = tf.reduce_min(tf.io.extract_jpeg_shape(encoded)[:2]) < size
+        return tf.cond(small, decoded, jpeg_window)
 
-    def other():
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        shape = tf.shape(image)
-        top, left, side = window(shape[0], shape[1])
-        return image[top : top + side, left : left + side]
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, decoded)
 
-    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+
+def training_view(window, hole, factor, size):
+    """Network input of one view: ``cra.reduce_to_grid``, the very code inference runs.
+
+    window uint8 [h, w, 3] and hole bool [h, w, 1] at photo resolution, with
+    ``(S - 16) f < h, w <= S f``. Returns (low float32 [S, S, 3] in 0..255,
+    low hole float32 [S, S, 1]).
+    """
+    _, _, low, low_hole = cra.reduce_to_grid(window, hole, factor, size, size)
+    low.set_shape([size, size, 3])
+    low_hole.set_shape([size, size, 1])
+    return low, low_hole
 
 
 def _decode_whole(encoded, size):
@@ -222,7 +254,7 @@ def make_dataset(
     image_size,
     batch_size,
     mode="crop",
-    scale_range=None,
+    factor_range=(1, None),
     seed=0,
     mask_generator=None,
     mask_kwargs=None,
@@ -240,28 +272,30 @@ def make_dataset(
             ``"tfds:NAME"`` / ``"tfds:NAME:SPLIT"`` (split defaults to
             "train") for a TFDS dataset already prepared in ``tfds_data_dir``,
             read from its "image" feature.
-        image_size: side S of the square training images.
+        image_size: side S of the square network input.
         batch_size: examples per batch; the last partial batch is dropped so
             the batch size is static.
-        mode: "crop" takes a random S x S crop at native resolution (Places2
-            in the paper; images with a short side below S are first scaled up
-            so it is S); "resize" scales the whole image to S x S, aspect not
-            kept (CelebA-HQ, DIV2K).
-        scale_range: crop mode only, ``(lo, hi)`` with ``1 <= lo <= hi``
-            (``hi`` may be ``math.inf``). Before cropping the image is scaled
-            so its short side is drawn log-uniformly in
-            ``[S * lo, min(S * hi, native short side)]``, so crops range from
-            nearly the whole image (S * lo) to native-resolution texture;
-            images whose short side is below ``S * lo`` are not scaled down.
-            Implemented as a crop of the matching window resized to S x S.
-        seed: drives file shuffling, crops, flips and masks.
-        mask_generator: callable seed [2] -> float32 [S, S, 1]; default
-            ``MaskGenerator(S, S, **mask_kwargs)``.
+        mode: "crop" makes each example as inference makes its network input
+            (``training_view``): a window of the photo of about S f x S f
+            pixels, f a random integer, hole drawn at photo resolution,
+            mirror-padded and averaged f x f down to S x S with the any-pixel
+            hole rule (``cra.reduce_to_grid``). f = 1 gives native-resolution
+            texture, the largest f nearly the whole short side. Photos with a
+            short side below S are first scaled up so it is S. "resize" scales
+            the whole image to S x S, aspect not kept (CelebA-HQ, DIV2K), with
+            masks drawn at S x S; it does not match inference.
+        factor_range: crop mode: ``(lo, hi)`` integer averaging factors to draw
+            f from (uniformly), ``hi=None`` for as large as the photo allows.
+        seed: drives file shuffling, windows, flips and masks.
+        mask_generator: callable seed [2] -> float32 [M, M, 1] (1 = hole);
+            default ``MaskGenerator(M, M, **mask_kwargs)`` with M = 2 S in crop
+            mode (the mask is scaled to each window with nearest neighbours, so
+            its edges are finer than a network pixel) and M = S in resize mode.
         shuffle, repeat: shuffle the file order (TFDS: files and a buffer of
             ``shuffle_buffer`` encoded images); repeat forever.
         validate: decode each file once first and leave out unreadable ones
             (directory sources).
-        color_augment: permute each crop's RGB channels at random (one of 6) and turn
+        color_augment: permute each view's RGB channels at random (one of 6) and turn
             ``GREY_PROBABILITY`` of them grey (BT.601 luma). With few training photos a
             network otherwise learns their palettes instead of taking colour from the
             context; these changes keep every photo a valid photo.
@@ -271,25 +305,28 @@ def make_dataset(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    if int(image_size) != image_size or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer; got {image_size!r}")
+    if int(image_size) != image_size or image_size < 2 * cra.CELL or image_size % cra.CELL:
+        raise ValueError(f"image_size must be a multiple of {cra.CELL}, at least {2 * cra.CELL}; "
+                         f"got {image_size!r}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    if scale_range is not None:
-        if mode != "crop":
-            raise ValueError(f"scale_range only applies to mode='crop'; got mode={mode!r}")
-        if len(scale_range) != 2 or not 1.0 <= scale_range[0] <= scale_range[1]:
-            raise ValueError(f"scale_range must be (lo, hi) with 1 <= lo <= hi; got {scale_range!r}")
+    lo, hi = factor_range
+    if int(lo) != lo or lo < 1 or (hi is not None and (int(hi) != hi or hi < lo)):
+        raise ValueError(f"factor_range must be (lo, hi) integers with 1 <= lo <= hi "
+                         f"(hi None: no limit); got {factor_range!r}")
     if mask_generator is not None and mask_kwargs:
         raise ValueError("give either mask_generator or mask_kwargs, not both")
-    if mask_generator is None:
-        mask_generator = MaskGenerator(image_size, image_size, **(mask_kwargs or {}))
-    generator_hw = (getattr(mask_generator, "height", image_size), getattr(mask_generator, "width", image_size))
-    if generator_hw != (image_size, image_size):
-        raise ValueError(
-            f"mask_generator makes {generator_hw[0]}x{generator_hw[1]} masks; image_size is {image_size}"
-        )
     size = int(image_size)
+    canvas = 2 * size if mode == "crop" else size
+    if mask_generator is None:
+        mask_kwargs = dict(mask_kwargs or {})
+        if mode == "crop":
+            mask_kwargs.setdefault("max_render_side", size)  # distance fields at S: fast
+        mask_generator = MaskGenerator(canvas, canvas, **mask_kwargs)
+    generator_hw = (getattr(mask_generator, "height", canvas), getattr(mask_generator, "width", canvas))
+    if generator_hw != (canvas, canvas):
+        raise ValueError(f"mask_generator makes {generator_hw[0]}x{generator_hw[1]} masks; mode "
+                         f"{mode!r} with image_size {size} needs {canvas}x{canvas}")
 
     kind, name, split = _parse_source(source)
     if kind == "tfds":
@@ -326,20 +363,23 @@ def make_dataset(
         data = tf.io.read_file(item) if from_files else item
         if mode == "crop":
             crop_seed = tf.random.experimental.stateless_split(example_seed, 3)[0]
-            image = _decode_crop(data, size, scale_range, crop_seed)
+            window, factor = _decode_view(data, size, factor_range, crop_seed)
         else:
-            image = _decode_whole(data, size)
-        image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
-        image.set_shape([size, size, 3])
-        return example_seed, image
+            image = tf.image.resize(_decode_whole(data, size), [size, size], method="bilinear",
+                                    antialias=True)
+            window = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            factor = tf.constant(1)
+        return example_seed, window, factor
 
-    def augment(example_seed, image):
-        s = tf.random.experimental.stateless_split(example_seed, 3)  # crop, flip, mask
-        image = tf.image.stateless_random_flip_left_right(image, s[1])
-        if color_augment:  # its own stream: crops, flips and masks stay as without it
+    def augment(example_seed, window, factor):
+        s = tf.random.experimental.stateless_split(example_seed, 3)  # window, flip, mask
+        window = tf.image.stateless_random_flip_left_right(window, s[1])
+        mask = tf.ensure_shape(mask_generator(s[2]), [canvas, canvas, 1])
+        hole = tf.image.resize(mask, tf.shape(window)[:2], method="nearest") > 0.5
+        image, mask = training_view(window, hole, factor, size)
+        if color_augment:  # its own stream: windows, flips and masks stay as without it
             image = recolour(image, tf.random.experimental.stateless_fold_in(example_seed, 7))
         image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-        mask = tf.ensure_shape(mask_generator(s[2]), [size, size, 1])
         return {"image": image, "mask": mask}
 
     dataset = encoded.enumerate()
