@@ -29,8 +29,8 @@ flags.DEFINE_integer("image_size", D["image_size"], "Training crop size in pixel
 flags.DEFINE_integer("batch_size", D["batch_size"], "Global batch size, split over replicas (paper: 8).")
 flags.DEFINE_integer("steps", D["steps"], "Total generator updates to train for (resumed runs count from the checkpoint).")
 flags.DEFINE_enum("mode", D["mode"], ["crop", "resize"], "crop: random crops (Places2 style); resize: whole photo resized (CelebA-HQ / DIV2K style).")
-flags.DEFINE_float("scale_min", D["scale_min"], "With crop: down-scale each photo so its short side is a log-uniform random multiple in [scale_min, scale_max] of --image_size (capped at native); unset = native-resolution crops.")
-flags.DEFINE_float("scale_max", D["scale_max"], "Upper end of the scale range (unset: native resolution).")
+flags.DEFINE_integer("factor_min", D["factor_min"], "With crop: smallest averaging factor f of a training view (1 = native-resolution texture). Each view is a window of about f x image_size photo pixels averaged f x f down, exactly as inference reduces a photo.")
+flags.DEFINE_integer("factor_max", D["factor_max"], "Largest averaging factor f (unset: as large as each photo allows, i.e. nearly its whole short side).")
 flags.DEFINE_bool("color_augment", D["color_augment"], "Permute each crop's RGB channels at random and make 15% grey, so a model trained on few photos takes colour from the context instead of learning their palettes.")
 flags.DEFINE_float("g_lr", D["g_lr"], "Generator learning rate (Adam).")
 flags.DEFINE_float("d_lr", D["d_lr"], "Critic learning rate (Adam).")
@@ -58,6 +58,11 @@ flags.DEFINE_bool("mixed_precision", D["mixed_precision"], "mixed_float16 with l
 flags.DEFINE_bool("jit_compile", D["jit_compile"], "Compile the train step with XLA.")
 flags.DEFINE_integer("seed", D["seed"], "Seed of crops, masks and the interpolation weights.")
 flags.DEFINE_string("init_generator", D["init_generator"], "Start the generator from another model_dir's latest checkpoint or a weights .npz (e.g. after a reconstruction-only warm-up).")
+flags.DEFINE_string("validation_dir", D["validation_dir"], "Folder of held-out photos: every --validate_every steps the model (with CRA, at --image_size squared pixels) and OpenCV Telea are scored in seeded holes; the best generator by hole L1 is kept as MODEL_DIR/best.npz.")
+flags.DEFINE_integer("validate_every", D["validate_every"], "Validate every N steps.")
+flags.DEFINE_integer("validation_long_side", D["validation_long_side"], "Validation photos are resized to this long side (pixels).")
+flags.DEFINE_integer("validation_holes", D["validation_holes"], "Seeded holes per validation photo.")
+flags.DEFINE_integer("images_seen_before", D["images_seen_before"], "Images the initial generator was already trained on (continuing a run across sessions): added to the images-seen axis of the validation log.")
 flags.mark_flag_as_required("model_dir")
 
 

@@ -43,9 +43,15 @@ def load_generator_weights(generator, path):
     """Load weights saved by :func:`save_generator_weights` into a built generator."""
     generator.build()
     with np.load(path) as data:
-        missing = [_key(v) for v in generator.weights if _key(v) not in data]
-        if missing:
-            raise ValueError(f"{path}: weights file lacks {len(missing)} variables, e.g. {missing[0]}")
+        names = {_key(v) for v in generator.weights}
+        missing = sorted(names - set(data.files))
+        extra = sorted(k for k in set(data.files) - names if not k.startswith("__"))
+        if missing or extra:
+            raise ValueError(
+                f"{path}: weights do not match this generator's layers (by name): "
+                + "; ".join(part for part in (
+                    missing and f"{len(missing)} missing, e.g. {missing[0]}",
+                    extra and f"{len(extra)} unexpected, e.g. {extra[0]}") if part))
         for v in generator.weights:
             value = data[_key(v)]
             if tuple(value.shape) != tuple(v.shape):

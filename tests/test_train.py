@@ -90,6 +90,20 @@ def test_sigkill_then_resume_restores_step_and_optimizer_state(photos, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"resumed from {path} at step {g_iter}" in result.stdout
     assert f"done: step {target}" in result.stdout
+    # Every generator and critic weight (and the random state) is restored by name, exactly.
+    from hifill_tf.training import trainer
+    gan = trainer.build_gan({**trainer.DEFAULTS, **config})
+    fresh = [v.numpy().copy() for v in gan.generator.weights]
+    trainer.restore_checkpoint(gan, path)
+    reader = tf.train.load_checkpoint(path)
+    for node, model in (("generator", gan.generator), ("discriminator", gan.discriminator)):
+        for variable in model.weights:
+            key = variable.path.split("/", 1)[1].replace("/", "..")
+            saved = reader.get_tensor(f"{node}/{key}/.ATTRIBUTES/VARIABLE_VALUE")
+            np.testing.assert_array_equal(variable.numpy(), saved)
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(fresh, gan.generator.weights))
+    np.testing.assert_array_equal(gan.seed_generator.state.numpy(),
+                                  reader.get_tensor("seed_state/.ATTRIBUTES/VARIABLE_VALUE"))
     # The critic optimizer continued from its saved count: restored, not recreated.
     assert _checkpoint_iterations(model_dir)[:2] == (target, target)
     assert json.loads((model_dir / "config.json").read_text())["resumed_at_step"] == g_iter
@@ -117,6 +131,28 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step(photos, tmp_path):
     step = int(stopped[0].split(" at step ")[1].split(";")[0])
     assert step >= 3
     assert _checkpoint_iterations(model_dir)[0] == step
+
+
+def test_init_generator_loads_by_name_and_fails_clearly_on_a_mismatch(tmp_path, monkeypatch):
+    from hifill_tf.models import generator as generator_module
+    from hifill_tf.training import trainer
+
+    config = {**trainer.DEFAULTS, "image_size": 64, "adversarial_weight": 0.0}
+    gan = trainer.build_gan(config)
+    for v in gan.generator.weights:
+        v.assign(tf.random.normal(v.shape))
+    source = tmp_path / "source"
+    tf.train.CheckpointManager(trainer.checkpoint_for(gan), str(source / "checkpoints"), 1).save()
+    target = trainer.build_gan(config).generator
+    trainer._init_generator(target, str(source))
+    by_name = {v.path.split("/", 1)[1]: v.numpy() for v in gan.generator.weights}
+    for v in target.weights:
+        np.testing.assert_array_equal(v.numpy(), by_name[v.path.split("/", 1)[1]])
+    # The same checkpoint into a generator with two same-shaped layers swapped: a clear error.
+    swapped = generator_module.COARSE_SPEC.replace("K3S1C64 - K3S1C64D2 - ", "K3S1C64D2 - K3S1C64 - ", 1)
+    monkeypatch.setattr(generator_module, "COARSE_SPEC", swapped)
+    with pytest.raises(trainer.TrainingError, match="does not match this model's layers by name"):
+        trainer._init_generator(generator_module.Generator(), str(source))
 
 
 def test_bad_configuration_is_one_clear_error(photos, tmp_path):

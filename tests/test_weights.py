@@ -14,7 +14,7 @@ def test_float16_round_trip_into_any_instance(tmp_path):
     assert loaded.name != source.name and loaded.refine_gate == "ds"
     for a, b in zip(loaded.weights, source.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy().astype(np.float16).astype(np.float32))
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(ValueError, match="missing"):
         load_generator_weights_into_other_gates(path)
 
 
@@ -59,3 +59,19 @@ def keras_seed(seed):
     import keras
 
     keras.utils.set_random_seed(seed)
+
+
+def test_reordered_layers_fail_to_load_instead_of_loading_wrongly(tmp_path, monkeypatch):
+    # Two same-shaped layers swapped (a K3S1C64 and a K3S1C64D2): loading by position would
+    # succeed silently with each weight in the wrong layer; by name it must fail.
+    from hifill_tf.models import generator as generator_module
+    from hifill_tf.weights import load_generator_weights
+
+    path = str(tmp_path / "w.npz")
+    save_generator_weights(Generator(), path)
+    spec = generator_module.COARSE_SPEC
+    swapped = spec.replace("K3S1C64 - K3S1C64D2 - ", "K3S1C64D2 - K3S1C64 - ", 1)
+    assert swapped != spec
+    monkeypatch.setattr(generator_module, "COARSE_SPEC", swapped)
+    with pytest.raises(ValueError, match=r"w.npz: weights do not match .* 8 missing.*8 unexpected"):
+        load_generator_weights(Generator(), path)

@@ -1,10 +1,13 @@
 """The training loop behind train.py: data, strategy, checkpoints, logging.
 
 One linear function, :func:`train`, in the spirit of big_vision's train.py.
-Checkpoints hold both networks and both optimizers (``tf.train.Checkpoint``;
-a ``.keras`` file would not restore the optimizers of a model with a custom
-``compile``), so running again with the same ``model_dir`` resumes at the
-same step with the same optimizer state.
+Checkpoints (``tf.train.Checkpoint``; a ``.keras`` file would not restore the
+optimizers of a model with a custom ``compile``) hold the generator's and the
+critic's variables under their names (``generator/<layer>.<variable>``), both
+optimizers and the random state, so running again with the same ``model_dir``
+resumes at the same step with the same weights, optimizer state and random
+stream, and a checkpoint of another architecture fails to load by name
+instead of loading into the wrong layers.
 """
 
 import json
@@ -21,7 +24,7 @@ from hifill_tf.data.pipeline import make_dataset
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
 from hifill_tf.training.gan import HiFillGAN
-from hifill_tf.weights import load_generator_weights
+from hifill_tf.weights import load_generator_weights, save_generator_weights
 
 logger = logging.getLogger("hifill_tf.train")
 
@@ -31,7 +34,7 @@ CHECKPOINT_DIR = "checkpoints"
 # Defaults of every option train() understands; train.py's flags mirror them.
 DEFAULTS = dict(
     data="", tfds_data_dir=None, image_size=512, batch_size=8, steps=300_000,
-    mode="crop", scale_min=None, scale_max=None, color_augment=False,
+    mode="crop", factor_min=1, factor_max=None, color_augment=False,
     g_lr=1e-4, d_lr=1e-4, beta_1=0.5, beta_2=0.9,
     critic_steps=5, gp_weight=10.0, hole_weight=1.0, context_weight=1.2,
     adversarial_weight=1e-4, coarse_weight=1.0,
@@ -41,7 +44,11 @@ DEFAULTS = dict(
     checkpoint_every=1000, keep_checkpoints=3, log_every=50, image_every=500,
     strategy="default", mixed_precision=False, jit_compile=False, seed=0,
     init_generator=None,
+    validation_dir=None, validate_every=500, validation_long_side=1024, validation_holes=2,
+    images_seen_before=0,
 )
+VALIDATION_LOG = "validation.jsonl"
+BEST_WEIGHTS = "best.npz"
 
 
 class TrainingError(RuntimeError):
@@ -80,12 +87,57 @@ def build_gan(config):
     return gan
 
 
+def _by_name(model):
+    """A checkpoint node holding ``model``'s variables under their paths.
+
+    Keras 3 models keep layers in Python lists that ``tf.train.Checkpoint``
+    does not follow, and the optimizers list variables by position; naming
+    each variable makes saving and loading match layer names, not order.
+    """
+    return tf.train.Checkpoint(**{_variable_key(v): v for v in model.weights})
+
+
+def _variable_key(variable):
+    # Drop the model's automatic name ("generator", "generator_1", ...).
+    return variable.path.split("/", 1)[1].replace("/", ".")
+
+
 def checkpoint_for(gan):
-    objects = dict(generator=gan.generator, discriminator=gan.discriminator,
-                   g_optimizer=gan.g_optimizer)
+    objects = dict(generator=_by_name(gan.generator), discriminator=_by_name(gan.discriminator),
+                   g_optimizer=gan.g_optimizer, seed_state=gan.seed_generator.state)
     if gan.d_optimizer is not None:
         objects["d_optimizer"] = gan.d_optimizer
     return tf.train.Checkpoint(**objects)
+
+
+def check_names(path, node, model):
+    """Raise TrainingError unless checkpoint ``path`` holds exactly ``model``'s variables
+    under ``node`` (by name, with the same shapes)."""
+    prefix, suffix = node + "/", "/.ATTRIBUTES/VARIABLE_VALUE"
+    # Checkpoint keys escape "." as ".." (and "/" as "./") in object names.
+    saved = {name[len(prefix):-len(suffix)].replace("..", "."): tuple(shape)
+             for name, shape in tf.train.list_variables(path)
+             if name.startswith(prefix) and name.endswith(suffix)}
+    ours = {_variable_key(v): tuple(v.shape) for v in model.weights}
+    problems = []
+    for label, names in (("missing", sorted(ours.keys() - saved.keys())),
+                         ("unexpected", sorted(saved.keys() - ours.keys()))):
+        if names:
+            problems.append(f"{len(names)} {label}, e.g. {names[0]}")
+    shapes = sorted(k for k in ours.keys() & saved.keys() if ours[k] != saved[k])
+    if shapes:
+        problems.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} "
+                        f"{saved[shapes[0]]} (model: {ours[shapes[0]]})")
+    if problems:
+        raise TrainingError(f"checkpoint {path}: its {node} does not match this model's layers "
+                            f"by name: " + "; ".join(problems))
+
+
+def restore_checkpoint(gan, path, checkpoint=None):
+    """Load both networks (by name), the optimizers and the random state from ``path``."""
+    check_names(path, "generator", gan.generator)
+    check_names(path, "discriminator", gan.discriminator)
+    (checkpoint or checkpoint_for(gan)).restore(path).assert_existing_objects_matched()
 
 
 def read_config(model_dir):
@@ -111,29 +163,27 @@ def load_generator(model_dir):
     return _restore_generator(read_config(model_dir) or DEFAULTS, latest), latest
 
 
-def _restore_generator(config, path):
-    # The generator keeps its layers in Python lists and dicts, which
-    # tf.train.Checkpoint does not follow; its variables are reached through
-    # the optimizer that tracks them. So restore the whole GAN as train() saved it.
-    config = {**DEFAULTS, **config, "mixed_precision": False}
-    gan = build_gan(config)
-    checkpoint_for(gan).restore(path).assert_existing_objects_matched()
-    return gan.generator
+def _restore_generator(config, path, generator=None):
+    """The generator of checkpoint ``path``, loaded by name (into ``generator`` if given)."""
+    config = {**DEFAULTS, **config}
+    if generator is None:
+        generator = Generator(coarse_gate=config["coarse_gate"], refine_gate=config["refine_gate"])
+    generator.build()
+    check_names(path, "generator", generator)
+    tf.train.Checkpoint(generator=_by_name(generator)).read(path).expect_partial()
+    return generator
 
 
 def _grouped_dataset(config, global_batch, seed):
     """Batches of [B, critic_steps + 1, S, S, C]: one fresh batch per update."""
     group = config["critic_steps"] + 1 if config["adversarial_weight"] > 0 else 1
-    scale_range = None
-    if config["scale_min"] is not None:
-        scale_range = (config["scale_min"], config["scale_max"] or math.inf)
     mask_kwargs = dict(kind=config["mask_kind"], min_area=config["min_area"],
                        max_area=config["max_area"], templates_dir=config["mask_templates_dir"])
     if config["mask_render_side"]:
         mask_kwargs["max_render_side"] = config["mask_render_side"]
     dataset, info = make_dataset(
         config["data"], config["image_size"], global_batch * group, mode=config["mode"],
-        scale_range=scale_range, seed=seed, mask_kwargs=mask_kwargs,
+        factor_range=(config["factor_min"], config["factor_max"]), seed=seed, mask_kwargs=mask_kwargs,
         tfds_data_dir=config["tfds_data_dir"], color_augment=config["color_augment"])
     size = config["image_size"]
 
@@ -194,7 +244,7 @@ def train(config, progress=print):
         checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=config["keep_checkpoints"])
     step_var = gan.g_optimizer.iterations
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        restore_checkpoint(gan, manager.latest_checkpoint, checkpoint)
         progress(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
     elif config["init_generator"]:
         source, path = _init_generator(gan.generator, config["init_generator"])
@@ -213,6 +263,17 @@ def train(config, progress=print):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     preview = next(iter(dataset))
     preview = {k: v[: min(4, global_batch), -1] for k, v in preview.items()}
+
+    validator = None
+    if config["validation_dir"]:
+        from hifill_tf.training.validation import Validator
+
+        validator = Validator(config["validation_dir"], config["validation_long_side"],
+                              config["validation_holes"],
+                              max_pixels=config["image_size"] ** 2)
+        progress(f"validation: {len(validator.cases)} cases from {config['validation_dir']}; "
+                 f"Telea hole L1 {validator.telea['hole_l1']:.2f}")
+    best = _best_so_far(model_dir)
 
     step_fn = tf.function(gan.train_step, jit_compile=config["jit_compile"])
 
@@ -260,6 +321,9 @@ def train(config, progress=print):
                 with writer.as_default(step=step):
                     tf.summary.image("input_masked_coarse_refined", _image_grid(preview, outputs),
                                      max_outputs=4)
+            if validator is not None and step % config["validate_every"] == 0:
+                best = _validate(validator, gan, preview, writer, step, config, best,
+                                 images_per_step, progress)
             if step % config["checkpoint_every"] == 0:
                 manager.save(checkpoint_number=step)
             if stop.signal is not None:
@@ -279,6 +343,46 @@ def train(config, progress=print):
     return dict(step=step, seconds=seconds, images=images, signal=stop.signal)
 
 
+def _best_so_far(model_dir):
+    """The lowest validation hole L1 logged in ``model_dir`` (inf if none)."""
+    path = os.path.join(model_dir, VALIDATION_LOG)
+    if not os.path.exists(path):
+        return math.inf
+    with open(path) as f:
+        return min((json.loads(line)["hole_l1"] for line in f if line.strip()), default=math.inf)
+
+
+def _validate(validator, gan, preview, writer, step, config, best, images_per_step, progress):
+    """Score the model on the validation cases; log them; keep the best generator by hole L1."""
+    from hifill_tf.training.validation import attention_statistics
+
+    started = time.time()
+    metrics = validator(gan.generator)
+    outputs = gan.generator(preview["image"], preview["mask"])
+    metrics["attention_sources"], metrics["attention_largest"] = attention_statistics(
+        outputs["scores"], preview["mask"])
+    images = config["images_seen_before"] + step * images_per_step
+    with writer.as_default(step=step):
+        for k, v in metrics.items():
+            tf.summary.scalar(f"validation/{k}", v)
+        tf.summary.scalar("validation/images_seen", images)
+    record = {"step": step, "images_seen": images, **metrics}
+    with open(os.path.join(config["model_dir"], VALIDATION_LOG), "a") as f:
+        f.write(json.dumps(record) + "\n")
+    improved = metrics["hole_l1"] < best
+    if improved:
+        save_generator_weights(gan.generator, os.path.join(config["model_dir"], BEST_WEIGHTS),
+                               network_pixels=config["image_size"] ** 2)
+        best = metrics["hole_l1"]
+    progress(f"validation at step {step} ({images} images): hole L1 {metrics['hole_l1']:.2f} "
+             f"(Telea {metrics['telea_hole_l1']:.2f}), PSNR {metrics['hole_psnr']:.2f} "
+             f"(Telea {metrics['telea_hole_psnr']:.2f}), sharpness {metrics['sharpness']:.3f}, "
+             f"attention: {metrics['attention_sources']:.0f} sources, largest weight "
+             f"{metrics['attention_largest']:.3f}" + ("; best so far, saved" if improved else "")
+             + f" [{time.time() - started:.1f} s]")
+    return best
+
+
 def _init_generator(generator, source):
     """Initialise from a model_dir (latest checkpoint) or a weights .npz file."""
     if source.endswith(".npz"):
@@ -287,8 +391,7 @@ def _init_generator(generator, source):
     latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
     if latest is None:
         raise TrainingError(f"--init_generator {source}: no checkpoint in {CHECKPOINT_DIR}/")
-    trained = _restore_generator(read_config(source) or {}, latest)
-    generator.set_weights(trained.get_weights())
+    _restore_generator(read_config(source) or {}, latest, generator)
     return "checkpoint", latest
 
 
