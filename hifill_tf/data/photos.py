@@ -1,0 +1,290 @@
+"""The training and validation photographs: fetched from Debian packages, checked, split.
+
+    python -m hifill_tf.data.photos --output_dir /work/data/photos
+
+Only three packages are used, so that what the model is judged on stays apart from what it
+saw: `plasma-workspace-wallpapers`, `lomiri-wallpapers-16.04` and `palapeli-data` (its
+`collection/` puzzles). Each is fetched with `apt-get download` and unpacked with `dpkg -x`.
+The committed `photo_manifest.json` beside this file is the curated list: one entry per kept
+photograph (illustrations, renders and vector art were dropped by looking at every image; the
+"dropped" key says which and why), with its author, licence, size, SHA-256 and split. Files
+are copied as they are (no re-encoding) to `DIR/train/` and `DIR/val/`, named
+`<package short name>-<name>`, and `DIR/manifest.json` records what was written.
+
+The photos of `shared/data/photos` are byte-identical copies of plasma wallpapers (entries with
+`shared_file`): they stand in when a package no longer ships the file. A manifest entry whose
+package is "shared" comes from that folder only.
+"""
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photo_manifest.json")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_SHARED_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "photos"))
+SHARED = "shared"  # the `package` of an entry that lives only in the shared folder
+SPLITS = ("train", "val")
+APT_LISTS = "/var/lib/apt/lists"
+
+
+class PhotoError(RuntimeError):
+    """A package or photo is unusable: the message names it and says what was wrong."""
+
+
+def load_manifest(path=MANIFEST_PATH):
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    names = [e["name"] for e in manifest["photos"]]
+    if len(set(names)) != len(names):
+        raise PhotoError(f"{path}: an output name is listed twice")
+    for e in manifest["photos"]:
+        if e["package"] != SHARED and e["package"] not in manifest["packages"]:
+            raise PhotoError(f"{path}: {e['name']}: package {e['package']!r} is not under 'packages'")
+        if e["split"] not in SPLITS:
+            raise PhotoError(f"{path}: {e['name']}: split must be train or val; got {e['split']!r}")
+    return manifest
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------------------------
+
+
+def _apt_lists_empty():
+    return not glob.glob(os.path.join(APT_LISTS, "*_Packages*"))
+
+
+def apt_download(package, dest_dir, log=print):
+    """`apt-get download PACKAGE` into dest_dir (after `apt-get update` if apt has no lists)."""
+    if _apt_lists_empty():
+        log("apt has no package lists: running apt-get update")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+    for attempt in range(2):
+        run = subprocess.run(["apt-get", "download", "-q", package], cwd=dest_dir,
+                             capture_output=True, text=True)
+        if run.returncode == 0:
+            break
+        if attempt == 0 and "Unable to locate package" in run.stderr:
+            log(f"apt-get does not know {package}: running apt-get update")  # stale lists
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            continue
+        raise PhotoError(f"apt-get download {package} failed: {run.stderr.strip()}")
+    return _find_deb(dest_dir, package)
+
+
+def deb_dir_download(deb_dir):
+    """A `download` that takes already downloaded .debs from deb_dir (no apt, no network)."""
+
+    def download(package, dest_dir, log=print):
+        return _find_deb(deb_dir, package)
+
+    return download
+
+
+def _find_deb(folder, package):
+    debs = sorted(glob.glob(os.path.join(folder, f"{package}_*.deb")))
+    if not debs:
+        raise PhotoError(f"{folder}: no {package}_*.deb")
+    if len(debs) > 1:
+        raise PhotoError(f"{folder}: several .deb files of {package}: "
+                         f"{', '.join(os.path.basename(d) for d in debs)}")
+    return debs[0]
+
+
+def deb_version(deb):
+    return subprocess.run(["dpkg-deb", "-f", deb, "Version"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+# ---------------------------------------------------------------------------------------------
+
+
+def fetch_photos(output_dir, manifest_path=MANIFEST_PATH, shared_dir=DEFAULT_SHARED_DIR,
+                 download=apt_download, overwrite=False, log=print):
+    """Writes output_dir/{train,val}/, output_dir/licences/ and output_dir/manifest.json.
+
+    `download(package, dest_dir, log)` returns the path of the package's .deb. Raises PhotoError
+    on a package that cannot be had, a SHA-256 that differs from the manifest, or an output
+    folder that already holds photos (unless `overwrite`). A file that the package (of another
+    version than the manifest's) no longer ships, and that has no shared copy, is reported and
+    skipped. Returns the summary written to manifest.json.
+    """
+    manifest = load_manifest(manifest_path)
+    entries = manifest["photos"]
+    targets = [os.path.join(output_dir, s) for s in SPLITS] + [os.path.join(output_dir, "manifest.json")]
+    if not overwrite and any(os.path.exists(t) and (not os.path.isdir(t) or os.listdir(t)) for t in targets):
+        raise PhotoError(f"{output_dir} already holds photos (train/, val/ or manifest.json); "
+                         "pass --overwrite to replace them")
+    shared_dir = os.path.normpath(shared_dir) if shared_dir else None
+    if shared_dir and not os.path.isdir(shared_dir):
+        log(f"shared photos folder {shared_dir} not found: continuing with the Debian photos")
+        shared_dir = None
+
+    os.makedirs(output_dir, exist_ok=True)
+    # Everything is built in a staging folder beside the output and moved in at the end, so a
+    # failed run leaves a previous result untouched.
+    stage = tempfile.mkdtemp(prefix=".photos-", dir=output_dir)
+    try:
+        with tempfile.TemporaryDirectory(prefix="hifill-photos-") as work:
+            sources, versions, copyrights = _unpack_packages(manifest, work, download, log)
+            for split in SPLITS:
+                os.makedirs(os.path.join(stage, split))
+            os.makedirs(os.path.join(stage, "licences"))
+            for package, path in copyrights.items():
+                shutil.copyfile(path, os.path.join(stage, "licences", f"{package}.copyright"))
+            if shared_dir and os.path.isfile(os.path.join(shared_dir, "README.md")):
+                shutil.copyfile(os.path.join(shared_dir, "README.md"),
+                                os.path.join(stage, "licences", "shared-README.md"))
+            files, missing = [], []
+            for i, entry in enumerate(entries, 1):
+                source, origin = _locate(entry, sources, shared_dir)
+                if source is None:
+                    missing.append(f"{entry['package']}:{entry['path']}")
+                    log(f"  [{i}/{len(entries)}] MISSING {entry['name']}: {origin}")
+                    continue
+                got = sha256_file(source)
+                if got != entry["sha256"]:
+                    raise PhotoError(f"{source} ({entry['name']}): SHA-256 {got} differs from the "
+                                     f"manifest's {entry['sha256']}; the file changed, so the curated "
+                                     f"list ({manifest_path}) must be checked again")
+                dest = os.path.join(entry["split"], entry["name"])
+                shutil.copyfile(source, os.path.join(stage, dest))
+                files.append({"file": dest, **{k: entry[k] for k in (
+                    "split", "package", "path", "author", "licence", "size", "bytes", "sha256")},
+                    "fetched_from": origin})
+                log(f"  [{i}/{len(entries)}] {dest} ({entry['size']}, {entry['bytes'] / 1e6:.1f} MB,"
+                    f" {origin})")
+        if not files:
+            raise PhotoError("no photo could be fetched")
+        summary = _summary(manifest, files, missing, versions, shared_dir)
+        with open(os.path.join(stage, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        for name in (*SPLITS, "licences", "manifest.json"):
+            target = os.path.join(output_dir, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+            os.rename(os.path.join(stage, name), target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    counts = summary["counts"]
+    log(f"Wrote {counts['photos']} of {len(entries)} photos ({counts['train']} train, "
+        f"{counts['val']} val, {counts['megabytes']:.1f} MB) to {output_dir}; "
+        f"{len(missing)} missing")
+    return summary
+
+
+def _unpack_packages(manifest, work, download, log):
+    """Downloads and unpacks every package: ({package: root}, {package: version}, {package: copyright})."""
+    sources, versions, copyrights = {}, {}, {}
+    packages = manifest["packages"]
+    for i, (package, expected) in enumerate(packages.items(), 1):
+        log(f"[{i}/{len(packages)}] fetching {package}")
+        deb = download(package, work, log=log)
+        versions[package] = deb_version(deb)
+        if versions[package] != expected:
+            log(f"  {package} is version {versions[package]}; the manifest was made from "
+                f"{expected}: files it no longer ships are reported as missing")
+        root = os.path.join(work, "x", package)
+        os.makedirs(root)
+        subprocess.run(["dpkg", "-x", deb, root], check=True)
+        sources[package] = root
+        copyright_file = os.path.join(root, "usr", "share", "doc", package, "copyright")
+        if os.path.isfile(copyright_file):
+            copyrights[package] = copyright_file
+    return sources, versions, copyrights
+
+
+def _locate(entry, sources, shared_dir):
+    """(file to copy, where it came from), or (None, why not)."""
+    shared = entry.get("shared_file") if entry["package"] != SHARED else entry["path"]
+    if entry["package"] != SHARED:
+        path = os.path.join(sources[entry["package"]], entry["path"])
+        if os.path.isfile(path):  # through a symlink too: dpkg -x keeps the package's links
+            return path, entry["package"]
+    if shared and shared_dir and os.path.isfile(os.path.join(shared_dir, shared)):
+        return os.path.join(shared_dir, shared), f"shared/{shared}"
+    where = ("the shared folder" if entry["package"] == SHARED
+             else f"{entry['package']} has no {entry['path']}")
+    if shared:
+        where += f" and {shared} is not in the shared folder"
+    return None, where
+
+
+def _summary(manifest, files, missing, versions, shared_dir):
+    by_package = {}
+    for f in files:
+        counts = by_package.setdefault(f["package"], {"train": 0, "val": 0})
+        counts[f["split"]] += 1
+    total = sum(f["bytes"] for f in files)
+    return {
+        "description": "Photographs written by hifill_tf.data.photos from hifill_tf/data/photo_manifest.json.",
+        "package_versions": versions,
+        "shared_dir": shared_dir,
+        "counts": {"photos": len(files), "train": sum(f["split"] == "train" for f in files),
+                   "val": sum(f["split"] == "val" for f in files), "megabytes": round(total / 1e6, 1),
+                   "by_package": by_package, "dropped_in_manifest": len(manifest.get("dropped", []))},
+        "missing": missing,
+        "files": files,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def _define_flags():
+    # Defined only when run as a program, so importing the library adds no global flags.
+    from absl import flags
+
+    flags.DEFINE_string("output_dir", None, "Folder to write train/, val/, licences/ and manifest.json to.")
+    flags.DEFINE_string("shared_dir", DEFAULT_SHARED_DIR,
+                        "The project's shared photos (byte-identical copies of some plasma wallpapers, "
+                        "used when a package lacks one); a missing folder is reported and skipped.")
+    flags.DEFINE_string("deb_dir", None,
+                        "Take the .deb files from this folder instead of running apt-get download "
+                        "(one PACKAGE_*.deb per package).")
+    flags.DEFINE_string("manifest", MANIFEST_PATH, "The curated list of photos (with SHA-256 and split).")
+    flags.DEFINE_bool("overwrite", False, "Replace the train/, val/ and manifest.json of an earlier run.")
+    flags.mark_flag_as_required("output_dir")
+
+
+def main(argv):
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        sys.exit(f"photos: unexpected arguments {argv[1:]}")
+    download = deb_dir_download(FLAGS.deb_dir) if FLAGS.deb_dir else apt_download
+    try:
+        fetch_photos(FLAGS.output_dir, manifest_path=FLAGS.manifest, shared_dir=FLAGS.shared_dir,
+                     download=download, overwrite=FLAGS.overwrite,
+                     log=lambda line: print(line, flush=True))
+    except (PhotoError, OSError, subprocess.CalledProcessError) as error:
+        sys.exit(f"photos: {error}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

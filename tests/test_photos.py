@@ -1,0 +1,200 @@
+"""hifill_tf.data.photos: fetching, checking and splitting the training photographs.
+
+Runs without network or apt: the packages are tiny .debs built here with dpkg-deb, handed to
+the module through its `download` callable (or --deb_dir on the command line).
+"""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hifill_tf.data import photos
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _image_bytes(seed, fmt="JPEG", size=(24, 16)):
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()
+
+
+def _build_deb(folder, package, version, files):
+    """A .deb of `package` holding files {path inside the package: bytes}, plus its copyright."""
+    root = folder.parent / "roots" / f"{package}-{version}"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {package}\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: Test <test@example.org>\nDescription: test photos\n")
+    files = {f"usr/share/doc/{package}/copyright": b"Files: *\nLicense: CC0-1.0\n", **files}
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    deb = folder / f"{package}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+def _entry(name, package, path, data, split, **extra):
+    w, h = Image.open(io.BytesIO(data)).size
+    return {"name": name, "split": split, "package": package, "path": path, "size": f"{w}x{h}",
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "author": "A. Author",
+            "licence": "CC0-1.0", **extra}
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Two packages (one with an illustration that is not listed), a shared folder, a manifest."""
+    img = {k: _image_bytes(k) for k in range(5)}
+    img[2] = _image_bytes(2, "PNG")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    _build_deb(debs, "pkg-a", "1.0", {"usr/share/pics/one.jpg": img[0], "usr/share/pics/two.png": img[2],
+                                      "usr/share/pics/drawing.png": _image_bytes(9, "PNG")})
+    _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3]})
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "one.jpg").write_bytes(img[0])  # the same bytes as pkg-a's one.jpg
+    (shared / "four.jpg").write_bytes(img[4])
+    (shared / "README.md").write_text("| four.jpg | Someone | CC0-1.0 |\n")
+    manifest = {
+        "packages": {"pkg-a": "1.0", "pkg-b": "2.0"},
+        "photos": [
+            _entry("a-one.jpg", "pkg-a", "usr/share/pics/one.jpg", img[0], "train", shared_file="one.jpg"),
+            _entry("a-two.png", "pkg-a", "usr/share/pics/two.png", img[2], "val"),
+            _entry("b-three.jpg", "pkg-b", "usr/share/b/three.jpg", img[3], "val"),
+            _entry("shared-four.jpg", "shared", "four.jpg", img[4], "train"),
+        ],
+        "dropped": [{"package": "pkg-a", "path": "usr/share/pics/drawing.png", "reason": "drawing"}],
+    }
+    manifest_path = tmp_path / "photo_manifest.json"
+    manifest_path.write_text(json.dumps(manifest))
+    return {"tmp": tmp_path, "debs": debs, "shared": shared, "manifest": manifest_path, "img": img}
+
+
+def _fetch(world, out=None, **kwargs):
+    lines = []
+    kwargs.setdefault("shared_dir", str(world["shared"]))
+    kwargs.setdefault("download", photos.deb_dir_download(str(world["debs"])))
+    out = out or world["tmp"] / "out"
+    summary = photos.fetch_photos(str(out), manifest_path=str(world["manifest"]), log=lines.append,
+                                  **kwargs)
+    return summary, out, "\n".join(lines)
+
+
+def test_fetch_keeps_only_listed_files_and_splits(world):
+    summary, out, log = _fetch(world)
+    assert sorted(os.listdir(out / "train")) == ["a-one.jpg", "shared-four.jpg"]
+    assert sorted(os.listdir(out / "val")) == ["a-two.png", "b-three.jpg"]  # drawing.png not listed
+    assert (out / "val" / "a-two.png").read_bytes() == world["img"][2]  # copied, not re-encoded
+    assert sorted(os.listdir(out / "licences")) == ["pkg-a.copyright", "pkg-b.copyright",
+                                                    "shared-README.md"]
+    written = json.loads((out / "manifest.json").read_text())
+    assert written == summary
+    assert written["counts"]["train"] == 2 and written["counts"]["val"] == 2
+    assert written["package_versions"] == {"pkg-a": "1.0", "pkg-b": "2.0"}
+    assert not written["missing"]
+    by_file = {f["file"]: f for f in written["files"]}
+    assert by_file["train/a-one.jpg"]["fetched_from"] == "pkg-a"  # the package wins over shared
+    assert by_file["train/shared-four.jpg"]["fetched_from"] == "shared/four.jpg"
+    for f in written["files"]:
+        assert f["file"].startswith(f["split"] + "/")
+        assert f["author"] and f["licence"]
+        assert photos.sha256_file(out / f["file"]) == f["sha256"]
+    assert "Wrote 4 of 4 photos (2 train, 2 val" in log
+    assert not [n for n in os.listdir(out) if n.startswith(".photos-")]  # staging removed
+
+
+def test_tampered_file_fails_naming_it(world):
+    tampered = world["img"][2][:-8] + b"\0" * 8
+    _build_deb(world["debs"], "pkg-a", "1.0", {"usr/share/pics/one.jpg": world["img"][0],
+                                               "usr/share/pics/two.png": tampered})
+    with pytest.raises(photos.PhotoError, match=r"two\.png \(a-two\.png\): SHA-256"):
+        _fetch(world)
+    out = world["tmp"] / "out"
+    assert not (out / "train").exists() and not (out / "manifest.json").exists()
+
+
+def test_missing_shared_folder_is_reported(world):
+    summary, out, log = _fetch(world, shared_dir=str(world["tmp"] / "nowhere"))
+    assert "nowhere not found: continuing with the Debian photos" in log
+    assert sorted(os.listdir(out / "train")) == ["a-one.jpg"]
+    assert summary["missing"] == ["shared:four.jpg"]
+    assert "Wrote 3 of 4 photos" in log
+
+
+def test_file_gone_from_new_package_version(world):
+    # pkg-a 1.1 no longer ships one.jpg: the shared copy stands in; without it the photo is
+    # reported missing and the rest is still written.
+    for deb in world["debs"].glob("pkg-a_*.deb"):
+        deb.unlink()
+    _build_deb(world["debs"], "pkg-a", "1.1", {"usr/share/pics/two.png": world["img"][2]})
+    summary, out, log = _fetch(world)
+    assert "pkg-a is version 1.1; the manifest was made from 1.0" in log
+    assert {f["file"]: f["fetched_from"] for f in summary["files"]}["train/a-one.jpg"] == "shared/one.jpg"
+
+    (world["shared"] / "one.jpg").unlink()
+    summary, out, log = _fetch(world, out=world["tmp"] / "out2")
+    assert summary["missing"] == ["pkg-a:usr/share/pics/one.jpg"]
+    assert "MISSING a-one.jpg: pkg-a has no usr/share/pics/one.jpg" in log
+    assert sorted(os.listdir(out / "train")) == ["shared-four.jpg"]
+
+
+def test_missing_package_fails_and_existing_output_needs_overwrite(world):
+    (world["debs"] / "pkg-b_2.0_all.deb").unlink()
+    with pytest.raises(photos.PhotoError, match=r"no pkg-b_\*\.deb"):
+        _fetch(world)
+    _build_deb(world["debs"], "pkg-b", "2.0", {"usr/share/b/three.jpg": world["img"][3]})
+    _, out, _ = _fetch(world)
+    with pytest.raises(photos.PhotoError, match="already holds photos"):
+        _fetch(world)
+    (out / "train" / "stale.jpg").write_bytes(b"old")
+    _fetch(world, overwrite=True)
+    assert "stale.jpg" not in os.listdir(out / "train")
+
+
+def test_command_line_with_deb_dir(world):
+    out = world["tmp"] / "cli"
+    run = subprocess.run(
+        [sys.executable, "-m", "hifill_tf.data.photos", f"--output_dir={out}",
+         f"--deb_dir={world['debs']}", f"--shared_dir={world['shared']}",
+         f"--manifest={world['manifest']}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert run.returncode == 0, run.stderr
+    assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 4 of 4 photos" in run.stdout
+    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 4
+
+
+def test_committed_manifest_is_consistent():
+    manifest = photos.load_manifest()
+    entries = manifest["photos"]
+    val = [e for e in entries if e["split"] == "val"]
+    assert len(val) >= 5
+    assert all(e["split"] in ("train", "val") for e in entries)
+    assert not [e for e in val if "volna" in e["name"].lower() or "volna" in e.get("shared_file", "").lower()]
+    # Photos the previous default model was trained on (the shared ones) cannot validate it.
+    assert not [e for e in val if e.get("shared_file") or e["package"] == photos.SHARED]
+    shas = [e["sha256"] for e in entries]
+    assert len(set(shas)) == len(shas)
+    names = [e["name"] for e in entries]
+    assert len(set(names)) == len(names)
+    for e in entries:
+        assert e["author"].strip() and e["licence"].strip(), e["name"]
+        assert len(e["sha256"]) == 64 and e["bytes"] > 0, e["name"]
+        w, h = (int(v) for v in e["size"].split("x"))
+        assert w > 0 and h > 0, e["name"]
+    assert set(manifest["packages"]) == {"plasma-workspace-wallpapers", "lomiri-wallpapers-16.04",
+                                         "palapeli-data"}
+    assert all(d["reason"] for d in manifest["dropped"])
