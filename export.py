@@ -61,8 +61,11 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     if FLAGS.weights and FLAGS.checkpoint:
         sys.exit("export.py: give --weights or --checkpoint, not both")
-    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 16 * 16:
-        sys.exit(f"export.py: --max_pixels must be at least 256 (one 16x16 cell); got {FLAGS.max_pixels}")
+    if FLAGS.max_pixels is not None:
+        try:
+            cra.network_pixels(None, FLAGS.max_pixels)  # the one budget check, before the slow part
+        except ValueError as error:
+            sys.exit(f"export.py: --{error}")
 
     output_dir = os.path.abspath(FLAGS.output_dir)
     try:

@@ -6,7 +6,7 @@ One photo:
 A folder (each photo's mask has the same file stem, e.g. masks/photo.png for photo.jpg):
   python infer.py --input_dir photos/ --mask_dir masks/ --output_dir filled/
 
-Masks are image files of the photo's size: white (> 127) marks the hole. With --mask_from_alpha
+Masks are image files of the photo's size: white (> 127; 1 in a 0/1 file) marks the hole. With --mask_from_alpha
 the photo's transparent pixels are the hole instead. The model is the bundled default, or
 --weights FILE.npz, or --saved_model DIR (from export.py). Outputs have the photo's size, and
 pixels outside the hole are the photo's; the format follows the output's extension.
@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("image", None, "One photo to fill (jpg, png, webp, tif, bmp; RGBA, grayscale "
                     "and 16-bit are fine, EXIF orientation is applied).")
-flags.DEFINE_string("mask", None, "Mask of --image: same size, white (> 127) = hole.")
+flags.DEFINE_string("mask", None, "Mask of --image: same size, white (> 127; 1 in a 0/1 file) = hole.")
 flags.DEFINE_string("output", None, "Where to write the filled --image; the format follows the "
                     "extension.")
 flags.DEFINE_string("input_dir", None, "Instead of --image: fill every photo in this folder.")

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from hifill_tf import cra
-from hifill_tf.io import EmptyMaskError, InputError, validate_mask
+from hifill_tf.io import EmptyMaskError, InputError, hole_mask, validate_mask
 
 MIN_SIDE = 16  # the mirror padding to the 16-pixel grid needs this much image
 
@@ -44,7 +44,8 @@ def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):
 
     Args:
         image: uint8 [H, W, 3].
-        mask: uint8 or bool [H, W] (or [H, W, 1]), non-zero = hole.
+        mask: [H, W] (or [H, W, 1]) bool, integer or float, read by ``io.hole_mask``:
+            bool as given, integers > 127 (a 0/1 mask: 1), floats > 0.5 are the hole.
         generator: a :class:`hifill_tf.Generator`; None = the bundled default.
         max_pixels: pixel budget of the network input; None = the one stored with the
             generator's weights (the bundled model: 256 * 256), else 512 * 512.
@@ -68,7 +69,7 @@ def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):
     if min(image.shape[:2]) < MIN_SIDE:
         raise InputError(f"{label}: image is {image.shape[1]}x{image.shape[0]}; both sides must be "
                          f"at least {MIN_SIDE} pixels")
-    mask = (mask > 0).astype(np.uint8)
+    mask = hole_mask(mask, label).astype(np.uint8)
     try:
         validate_mask(mask, name)
     except EmptyMaskError:

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from hifill_tf.io import InputError
+from hifill_tf.io import InputError, hole_mask
 
 SAVED_MODEL_SIGNATURE = "serving_default"
 
@@ -67,7 +67,7 @@ class GeneratorInpainter:
 class SavedModelInpainter:
     """The serving signature of a SavedModel from export.py.
 
-    The signature takes uint8 image [1, H, W, 3] and uint8 mask [1, H, W, 1] (> 127 = hole)
+    The signature takes uint8 image [1, H, W, 3] and uint8 mask [1, H, W, 1] (io.hole_mask rule)
     and returns a dict with uint8 ``inpainted`` [1, H, W, 3]. Inputs are told apart by their
     channel count, so the argument names do not matter.
     """
@@ -103,7 +103,7 @@ class SavedModelInpainter:
         if min(image.shape[:2]) < MIN_SIDE:
             raise InputError(f"{name or 'image'}: image is {image.shape[1]}x{image.shape[0]}; both "
                              f"sides must be at least {MIN_SIDE} pixels")
-        mask = np.where(np.asarray(mask) > 0, np.uint8(255), np.uint8(0))
+        mask = np.where(hole_mask(mask, name), np.uint8(255), np.uint8(0))
         outputs = self._function(**{
             self._image_key: tf.constant(image[None]),
             self._mask_key: tf.constant(mask[None, :, :, None]),

@@ -200,6 +200,33 @@ def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha < 128, np.uint8(255), np.uint8(0))
 
 
+HOLE_THRESHOLD = 127  # integer masks: values above this are hole
+
+
+def hole_mask(mask, name=None) -> np.ndarray:
+    """The one mask rule of every entry point: array -> bool [H, W] (or the input's shape), True = hole.
+
+    - bool: as given;
+    - integers: above 127 (``HOLE_THRESHOLD``; a white-on-black mask, JPEG noise and all),
+      except that a mask whose values are only 0 and 1 is a 0/1 mask (1 = hole), never
+      silently an empty one;
+    - floats: above 0.5 (a 0..1 mask).
+
+    ``hifill_tf.export.saved_model`` applies the same rule inside the graph (``hole_tensor``).
+    """
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask
+    if np.issubdtype(mask.dtype, np.integer):
+        if mask.size and mask.max() <= 1 and mask.min() >= 0:
+            return mask == 1
+        return mask > HOLE_THRESHOLD
+    if np.issubdtype(mask.dtype, np.floating):
+        return mask > 0.5
+    raise InputError(f"{name or 'mask'}: masks must be bool, integer or float arrays; "
+                     f"got {mask.dtype}")
+
+
 def read_mask(
     path,
     image_shape: Sequence[int] | None = None,
@@ -210,7 +237,8 @@ def read_mask(
 ) -> np.ndarray:
     """Reads a hole mask: uint8 [H, W], 255 = hole, 0 = keep.
 
-    A pixel is a hole when its value is above `threshold`. For colour masks the value is the
+    A pixel is a hole when its value is above `threshold` (`hole_mask`'s rule: a file whose
+    values are only 0 and 1 is a 0/1 mask, 1 = hole). For colour masks the value is the
     largest of R, G and B, so a mask painted in any bright colour works; an RGBA mask is first
     composited onto black, so transparent pixels are never holes. With `from_alpha=True` the
     file's alpha channel is the mask instead (transparent = hole, see `mask_from_alpha`).
@@ -233,7 +261,8 @@ def read_mask(
             value = np.maximum(value, channels[..., c])
         if alpha is not None:
             value = ((value.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
-        mask = np.where(value > threshold, np.uint8(255), np.uint8(0))
+        hole = value == 1 if value.size and value.max() <= 1 else value > threshold
+        mask = np.where(hole, np.uint8(255), np.uint8(0))
 
     if image_shape is not None:
         height, width = (int(s) for s in tuple(image_shape)[:2])

@@ -99,6 +99,55 @@ def test_cra_matches_numpy_eq4(height, width):
     np.testing.assert_array_equal(result[~hole], image[~hole])
 
 
+class _StubGenerator:
+    """Fixed network outputs with the generator's attention_patch_size attribute."""
+
+    def __init__(self, inpainted, scores, attention_patch_size):
+        self.inpainted, self.scores = inpainted, scores
+        self.attention_patch_size = attention_patch_size
+
+    def __call__(self, image, hole):
+        return {"inpainted": tf.constant(self.inpainted)[None] / 127.5 - 1.0,
+                "scores": tf.constant(self.scores)[None]}
+
+
+def test_cra_takes_the_attention_patch_size_from_the_generator():
+    # With 1x1 attention patches every hole-free cell is a source, also those next to the hole.
+    # Put all the weight on such neighbours: CRA must use them (weights summing to 1), as the
+    # NumPy Eq. 4 does; a hard-coded 3x3 rule would drop them and add no residual at all.
+    rng = np.random.default_rng(5)
+    generator = Generator(attention_patch_size=1)
+    height, width = 256, 384
+    image = photo(rng, height, width)
+    hole = np.zeros((height, width), bool)
+    hole[96:150, 150:230] = True
+    f, net_h, net_w = (int(v) for v in cra.plan(height, width, 128 * 192))
+    gh, gw = net_h // 16, net_w // 16
+    hole_low = hole.reshape(net_h, f, net_w, f).any(axis=(1, 3))
+    cells = hole_low.reshape(gh, 16, gw, 16).any(axis=(1, 3))
+    low = image.reshape(net_h, f, net_w, f, 3).mean(axis=(1, 3)).astype(np.float32)
+    real = generator(low[None] / 127.5 - 1.0, hole_low[None, ..., None].astype(np.float32))
+    sources = cra.source_cells(tf.constant(cells[..., None].astype(np.float32)),
+                               generator.attention_patch_size).numpy()
+    targets = cells.reshape(-1)
+    np.testing.assert_allclose(real["scores"][0].numpy()[sources][:, targets].sum(axis=0), 1.0,
+                               atol=1e-5)
+    neighbours = np.zeros_like(cells)
+    neighbours[1:] |= cells[:-1]
+    neighbours[:-1] |= cells[1:]
+    neighbours &= ~cells
+    assert sources.reshape(cells.shape)[neighbours].all() and neighbours.any()
+    scores = np.zeros((gh * gw, gh * gw), np.float32)
+    scores[np.flatnonzero(neighbours)] = 1.0 / neighbours.sum()
+    inpainted_low = rng.uniform(0, 255, (net_h, net_w, 3)).astype(np.float32)
+    stub = _StubGenerator(inpainted_low, scores, attention_patch_size=1)
+    result = cra.inpaint_tensor(stub, image, hole.astype(np.uint8), 128 * 192).numpy()
+    expected = cra_reference(image, hole, inpainted_low, scores, f)
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 1
+    plain = cra_reference(image, hole, inpainted_low, np.zeros_like(scores), f)
+    assert np.abs(expected.astype(int) - plain.astype(int))[hole].mean() > 2  # residuals added
+
+
 def test_aggregate_chunking_does_not_change_the_result():
     rng = np.random.default_rng(1)
     f, gh, gw = 2, 3, 4
@@ -249,3 +298,20 @@ def test_feathered_seam_blends_only_near_the_hole(generator):
     band = near & (mask == 0)
     assert (soft[band] != image[band]).any() and (hard[band] == image[band]).all()
     np.testing.assert_array_equal(soft[mask > 0], hard[mask > 0])
+
+
+def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point():
+    # cra.network_pixels is the one check; before it, max_pixels=100 made cra.plan loop forever.
+    image = np.zeros((64, 64, 3), np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:20, 10:20] = 255
+    generator = Generator()
+    for bad in (100, 255, 0):
+        with pytest.raises(ValueError, match=f"max_pixels must be at least 256.*got {bad}"):
+            hifill_tf.inpaint(image, mask, generator=generator, max_pixels=bad)
+        with pytest.raises(ValueError, match="at least 256"):
+            cra.plan(64, 64, bad)
+    with pytest.raises(ValueError, match="integer"):
+        cra.network_pixels(generator, 1000.5)
+    assert cra.network_pixels(generator, 256) == 256
+    assert hifill_tf.inpaint(image, mask, generator=generator, max_pixels=256).shape == image.shape

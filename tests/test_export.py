@@ -109,9 +109,9 @@ def test_serving_default_bad_input(exported):
         serve(image=image[None], mask=np.full((1, 48, 64, 1), 255, np.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 16 pixels"):
         serve(image=image[None, :8], mask=np.full((1, 8, 64, 1), 255, np.uint8))
-    # A 0/1 mask is below the threshold: no hole, the photo comes back unchanged.
-    same = serve(image=image[None], mask=np.ones((1, 48, 64, 1), np.uint8))["inpainted"]
-    np.testing.assert_array_equal(same.numpy()[0], image)
+    # A mask of ones is a 0/1 mask covering everything (never silently an empty one).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="covers the whole image"):
+        serve(image=image[None], mask=np.ones((1, 48, 64, 1), np.uint8))
 
 
 def _encode(array, fmt, **kwargs):

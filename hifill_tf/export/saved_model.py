@@ -6,9 +6,8 @@ Eq. (4) aggregation, paste) for photos of any size:
 
 ``serving_default``
     ``image`` uint8 [1, H, W, 3] and ``mask`` uint8 [1, H, W, 1] -> ``inpainted``
-    uint8 [1, H, W, 3]. A mask pixel is a hole when it is above 127 (a decoded
-    white-on-black PNG, the threshold of :func:`hifill_tf.io.read_mask`): a
-    0/1 mask must be scaled to 0/255 first, or it selects no hole at all.
+    uint8 [1, H, W, 3]. Masks follow :func:`hifill_tf.io.hole_mask`: above 127
+    is hole, and a mask whose values are only 0 and 1 is a 0/1 mask (1 = hole).
 ``inpaint_bytes``
     ``image_bytes`` and ``mask_bytes``, tf.string holding one PNG/JPEG/GIF/BMP
     each, as a scalar or a [1] vector (unknown rank, so both the REST
@@ -17,7 +16,7 @@ Eq. (4) aggregation, paste) for photos of any size:
     result. The ``_bytes`` suffix makes Serving's REST API base64 the output
     (``{"b64": ...}``). Masks are read as :func:`hifill_tf.io.read_mask` reads
     them: the brightest of R, G, B, composited over black by its alpha,
-    above 127 = hole. EXIF orientation is not applied (TensorFlow's decoders
+    then the rule of ``serving_default``. EXIF orientation is not applied (TensorFlow's decoders
     ignore it).
 ``generator_512``
     ``image`` float32 [N, 512, 512, 3] in [-1, 1] and ``mask`` float32
@@ -38,13 +37,14 @@ import tensorflow as tf
 from hifill_tf import cra
 from hifill_tf.api import MIN_SIDE
 
-HOLE_THRESHOLD = 127  # mask values above this are holes, as hifill_tf.io.read_mask
+from hifill_tf.io import HOLE_THRESHOLD
 NETWORK_SIDE = 512  # generator_512: the paper's training and inference size (§4.1)
 
 
-def _hole(mask_u8):
-    """uint8 mask -> uint8 hole map (1 = hole) for cra.inpaint_tensor (non-zero = hole)."""
-    return tf.cast(mask_u8 > HOLE_THRESHOLD, tf.uint8)
+def hole_tensor(mask_u8):
+    """uint8 mask -> uint8 hole map (1 = hole): :func:`hifill_tf.io.hole_mask` in the graph."""
+    binary = tf.reduce_max(mask_u8) <= 1  # a 0/1 mask, never silently empty
+    return tf.cast(tf.where(binary, tf.equal(mask_u8, 1), mask_u8 > HOLE_THRESHOLD), tf.uint8)
 
 
 def _decode_mask(data):
@@ -84,10 +84,6 @@ class HiFillServing(tf.Module):
     def __init__(self, generator, max_pixels=None):
         super().__init__(name="hifill")
         max_pixels = cra.network_pixels(generator, max_pixels)
-        if max_pixels < cra.CELL * cra.CELL:
-            # cra.plan looks for a factor that brings the network input under the budget: forever.
-            raise ValueError(f"max_pixels must be at least {cra.CELL * cra.CELL} (one attention "
-                             f"cell); got {max_pixels!r}")
         generator.build()
         # Track the tf.Variables inside the Keras variables: a tracked keras.Variable exports a
         # second, initialised copy of itself, which the SavedModel's saver restores while the
@@ -120,7 +116,7 @@ class HiFillServing(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="image"),
                                       tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")])
         def serving_default(image, mask):
-            return {"inpainted": inpaint(image[0], _hole(mask[0]))[None]}
+            return {"inpainted": inpaint(image[0], hole_tensor(mask[0]))[None]}
 
         @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes"),
                                       tf.TensorSpec(None, tf.string, name="mask_bytes")])
@@ -128,7 +124,7 @@ class HiFillServing(tf.Module):
             image = tf.io.decode_image(_single(image_bytes, "image_bytes"), channels=3,
                                        dtype=tf.uint8, expand_animations=False)
             mask = _decode_mask(_single(mask_bytes, "mask_bytes"))
-            result = inpaint(image, _hole(mask))
+            result = inpaint(image, hole_tensor(mask))
             return {"png_bytes": tf.reshape(tf.io.encode_png(result), [1])}
 
         side = NETWORK_SIDE
