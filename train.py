@@ -7,12 +7,14 @@ TensorBoard: tensorboard --logdir runs/hifill/tensorboard
 """
 
 import os
+import runpy
 import sys
 
-# Before anything imports TensorFlow (hifill_tf does): TF 2.21's oneDNN
-# backprop-filter kernel corrupts the heap on this model; see
-# hifill_tf/training/__init__.py.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# Before anything imports TensorFlow (hifill_tf does, so cpu.py is run as a file): the CPU
+# runtime settings of training, oneDNN on (hifill_tf/training/cpu.py; TF_ENABLE_ONEDNN_OPTS=0
+# in the environment turns it off).
+runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "hifill_tf", "training", "cpu.py"))["configure"]()
 
 from absl import app, flags  # noqa: E402
 

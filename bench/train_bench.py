@@ -1,7 +1,8 @@
-"""Training throughput on CPU: images per second of one full HiFillGAN step.
+"""Training throughput on CPU: images per second of one HiFillGAN step, per runtime configuration.
 
-    python bench/train_bench.py            # full run: 256 and 512, XLA off and on
-    python bench/train_bench.py --quick    # 256 only, 2 timed steps: checks the script runs
+    python bench/train_bench.py                  # today vs default, 256 and 512, both steps
+    python bench/train_bench.py --quick          # 256 reconstruction only, few steps: checks the script
+    python bench/train_bench.py --sizes=256 --steps=reconstruction --check   # + gradient check
 
 A full step (Algorithm 1) is ``critic_steps`` (5) critic updates, each on a
 fresh batch, then one generator update on another fresh batch: it consumes
@@ -11,34 +12,53 @@ warm-up stage) consumes ``batch`` images. The step is ``HiFillGAN.train_step``
 wrapped in ``tf.function(jit_compile=...)``, as ``hifill_tf.training.trainer``
 does; batches are synthetic tensors made once, so no input pipeline is timed.
 
-oneDNN is off: its Conv2DBackpropFilter kernel corrupts the heap on the
-generator's backward pass in TF 2.21 (see ``hifill_tf.training``), so
-training runs without it and so does this benchmark.
+Runtime configurations (``--configs``), each in its own worker process because
+TensorFlow reads the oneDNN variable once, at import:
+
+- ``today``: oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``), the setting before issue 9;
+- ``default``: ``hifill_tf.training.cpu.TRAINING_ENV``, what ``train.py`` runs with (oneDNN on).
+
+All workers of a size are started first; then the parent asks them for one
+step each, round robin, so load from other processes hits every configuration
+alike. ``--check`` also compares one generator update's gradients of every
+configuration with ``today``'s on the same weights and batch.
 """
 
+import json
 import os
+import runpy
+import subprocess
 import sys
-
-# Before TensorFlow is imported anywhere, as train.py does (see hifill_tf/training/__init__.py).
-os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # noqa: E402  (imports no TensorFlow)
 
 from absl import app, flags  # noqa: E402
+
+CPU = runpy.run_path(os.path.join(common.REPO, "hifill_tf", "training", "cpu.py"))
+CONFIGS = {"today": CPU["ONEDNN_OFF_ENV"], "default": CPU["TRAINING_ENV"]}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["256", "512"], "Square crop sizes.")
 flags.DEFINE_integer("batch_size", 2, "Images per update (the paper's batch is larger; CPU RAM "
                      "and time limit it here).")
-flags.DEFINE_list("xla", ["off", "on"], "XLA settings: off, on (tf.function(jit_compile=True)).")
-flags.DEFINE_list("steps", ["gan", "reconstruction"], "Steps to time: gan (5 critic + 1 generator "
-                  "update) and/or reconstruction (generator only, no critic).")
+flags.DEFINE_list("configs", list(CONFIGS), f"Runtime configurations: {', '.join(CONFIGS)}.")
+flags.DEFINE_list("xla", ["off"], "XLA settings: off, on (tf.function(jit_compile=True)).")
+flags.DEFINE_list("steps", ["reconstruction", "gan"], "Steps to time: reconstruction (generator "
+                  "only, no critic) and/or gan (5 critic + 1 generator update).")
 flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update in the gan step.")
-flags.DEFINE_integer("repeats", 5, "Timed steps per configuration, interleaved; median reported.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, XLA compilation, optimizer slots).")
-flags.DEFINE_bool("quick", False, "256 only, 1 warm-up and 2 timed steps: checks the script runs.")
+flags.DEFINE_integer("repeats", 20, "Timed steps per configuration, interleaved; median reported.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, XLA compilation, optimizer slots).")
+flags.DEFINE_bool("check", False, "Compare one step's generator gradients with today's "
+                  "(same weights, same batch) and require finite losses.")
+flags.DEFINE_float("target", 2.0, "Required speed-up of default over today (reconstruction, "
+                   "smallest size, XLA off).")
+flags.DEFINE_bool("quick", False, "256 reconstruction only, 1 warm-up and 3 timed steps.")
+flags.DEFINE_string("worker", None, "Internal: JSON spec of a worker process.")
 
+
+# ---------------------------------------------------------------- worker process
 
 def synthetic_batch(batch, group, size, seed=0):
     """{"image", "mask"} [batch, group, size, size, C]: uniform noise and one box per slot
@@ -57,71 +77,204 @@ def synthetic_batch(batch, group, size, seed=0):
     return {"image": tf.constant(images), "mask": tf.constant(masks)}
 
 
-def main(argv):
-    del argv
-    load_start = os.getloadavg()
-    if FLAGS.quick:
-        FLAGS.sizes, FLAGS.repeats, FLAGS.warmup = ["256"], 2, 1
+def run_worker(spec):
+    """Build the GAN under spec["env"], then serve commands on stdin: "step" runs one
+    step, "grads PATH" saves one generator update's gradients; one JSON reply per line."""
+    os.environ.update(spec["env"])  # before TensorFlow is imported
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from hifill_tf.training.trainer import DEFAULTS, build_gan
 
     tf.get_logger().setLevel("ERROR")
-    for step in FLAGS.steps:
-        if step not in ("gan", "reconstruction"):
-            raise app.UsageError(f"--steps takes gan and/or reconstruction; got {step!r}")
-    for mode in FLAGS.xla:
-        if mode not in ("off", "on"):
-            raise app.UsageError(f"--xla takes off and/or on; got {mode!r}")
+    size, batch, gan_step = spec["size"], spec["batch"], spec["step"] == "gan"
+    keras.utils.set_random_seed(0)
+    gan = build_gan({**DEFAULTS, "image_size": size, "batch_size": batch,
+                     "critic_steps": spec["critic_steps"] if gan_step else 0,
+                     "adversarial_weight": DEFAULTS["adversarial_weight"] if gan_step else 0.0})
+    group = spec["critic_steps"] + 1 if gan.uses_critic else 1
+    data = synthetic_batch(batch, group, size)
+    fn = tf.function(gan.train_step, jit_compile=spec["xla"] == "on")
+    onednn = CPU["onednn_enabled"]()
+    print(json.dumps({"ready": True, "onednn": onednn, "images": batch * group}), flush=True)
+    for line in sys.stdin:
+        command = line.split()
+        if command[0] == "step":
+            start = time.perf_counter()
+            logs = fn(data)
+            loss = float(logs["g_loss"])  # a host read: the step has finished
+            print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss}), flush=True)
+        elif command[0] == "grads":
+            # Fresh weights (seed 0) on a fixed batch: every configuration sees the same.
+            keras.utils.set_random_seed(0)
+            fresh = build_gan({**DEFAULTS, "image_size": size, "batch_size": batch,
+                               "critic_steps": 0, "adversarial_weight": 0.0})
+            image, mask = data["image"][:, -1], data["mask"][:, -1]
+            with tf.GradientTape() as tape:
+                outputs, _ = fresh._paste(image, mask, training=True)
+                loss = sum(gan_losses(fresh, outputs, image, mask))
+            grads = tape.gradient(loss, fresh.generator.trainable_variables)
+            np.savez(command[1], loss=float(loss), **{f"g{i}": g.numpy() for i, g in enumerate(grads)})
+            print(json.dumps({"loss": float(loss)}), flush=True)
+        elif command[0] == "quit":
+            break
+
+
+def gan_losses(gan, outputs, image, mask):
+    from hifill_tf.training import losses
+
+    rec = losses.reconstruction_loss(outputs["refined"], image, mask, gan.hole_weight,
+                                     gan.context_weight)
+    coarse = losses.reconstruction_loss(outputs["coarse"], image, mask, gan.hole_weight,
+                                        gan.context_weight)
+    return rec, gan.coarse_weight * coarse
+
+
+class Worker:
+    def __init__(self, spec):
+        self.spec = spec
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        for name in ("TF_ENABLE_ONEDNN_OPTS",):
+            env.pop(name, None)  # the spec decides
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), f"--worker={json.dumps(spec)}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.info = self._reply()
+
+    def _reply(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.spec} died with exit code {self.proc.wait()} "
+                               "(a crash here is what --check looks for)")
+        return json.loads(line)
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self):
+        try:
+            self.ask("quit")
+        except (BrokenPipeError, RuntimeError, ValueError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+# ---------------------------------------------------------------- parent
+
+def compare_gradients(workers, tmpdir):
+    """Rows: per configuration, max over variables of |g - g_today| / |g_today| (L2)."""
+    import numpy as np
 
     rows = []
+    for key, worker in workers.items():
+        path = os.path.join(tmpdir, f"{'-'.join(map(str, key))}.npz")
+        worker.ask(f"grads {path}")
+    for key in workers:
+        config, size, step, xla = key
+        ref_key = ("today", size, step, "off")
+        if config == "today" and xla == "off" or ref_key not in workers:
+            continue
+        got = np.load(os.path.join(tmpdir, f"{'-'.join(map(str, key))}.npz"))
+        ref = np.load(os.path.join(tmpdir, f"{'-'.join(map(str, ref_key))}.npz"))
+        errors = [np.linalg.norm(got[k] - ref[k]) / max(np.linalg.norm(ref[k]), 1e-30)
+                  for k in ref.files if k != "loss"]
+        finite = all(np.isfinite(got[k]).all() for k in got.files)
+        rows.append([f"{size}x{size}", config, xla, f"{float(got['loss']):.6f}",
+                     f"{float(ref['loss']):.6f}", f"{max(errors):.2e}", f"{np.median(errors):.2e}",
+                     common.verdict(finite and max(errors) < 1e-3)])
+    return rows
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker:
+        return run_worker(json.loads(FLAGS.worker))
+    load_start = os.getloadavg()
+    if FLAGS.quick:
+        FLAGS.sizes, FLAGS.steps, FLAGS.repeats, FLAGS.warmup = ["256"], ["reconstruction"], 3, 1
+    for name, allowed in (("steps", ("gan", "reconstruction")), ("xla", ("off", "on")),
+                          ("configs", tuple(CONFIGS))):
+        for value in getattr(FLAGS, name):
+            if value not in allowed:
+                raise app.UsageError(f"--{name} takes {', '.join(allowed)}; got {value!r}")
+
+    rows, check_rows, onednn, speedups = [], [], {}, {}
     batch = FLAGS.batch_size
     for size in (int(s) for s in FLAGS.sizes):
-        functions, images_per_step = {}, {}
-        for step in FLAGS.steps:
-            gan_step = step == "gan"
-            keras.utils.set_random_seed(0)
-            gan = build_gan({**DEFAULTS, "image_size": size, "batch_size": batch,
-                             "critic_steps": FLAGS.critic_steps if gan_step else 0,
-                             "adversarial_weight": DEFAULTS["adversarial_weight"] if gan_step else 0.0})
-            group = FLAGS.critic_steps + 1 if gan.uses_critic else 1
-            data = synthetic_batch(batch, group, size)
-            for mode in FLAGS.xla:
-                fn = tf.function(gan.train_step, jit_compile=mode == "on")
+        workers = {}
+        print(f"[{size}x{size}] starting workers ...", file=sys.stderr, flush=True)
+        try:
+            for config in FLAGS.configs:
+                for step in FLAGS.steps:
+                    for xla in FLAGS.xla:
+                        key = (config, size, step, xla)
+                        workers[key] = Worker(dict(env=CONFIGS[config], size=size, batch=batch,
+                                                   step=step, xla=xla,
+                                                   critic_steps=FLAGS.critic_steps))
+                        onednn[config] = workers[key].info["onednn"]
+            losses = {key: [] for key in workers}
 
-                def run(fn=fn, data=data):
-                    logs = fn(data)
-                    return float(logs["g_loss"])  # a host read: the step has finished
+            def make(key):
+                def run():
+                    reply = workers[key].ask("step")
+                    losses[key].append(reply["loss"])
+                return run
 
-                functions[(step, mode)] = run
-                images_per_step[(step, mode)] = batch * group
-        print(f"[{size}x{size}] {len(functions)} configurations: {FLAGS.warmup} warm-up + "
-              f"{FLAGS.repeats} timed steps each, interleaved ...", file=sys.stderr, flush=True)
-        results = common.measure(functions, FLAGS.repeats, FLAGS.warmup)
-        for (step, mode), r in results.items():
-            rate = images_per_step[(step, mode)] / r["median"]
-            off = results.get((step, "off"))
-            vs_off = f"{off['median'] / r['median']:.2f}x" if off else "-"
-            label = (f"full: {FLAGS.critic_steps} critic + 1 generator update" if step == "gan"
+            print(f"[{size}x{size}] {len(workers)} configurations: {FLAGS.warmup} warm-up + "
+                  f"{FLAGS.repeats} timed steps each, interleaved ...", file=sys.stderr, flush=True)
+            results = common.measure({key: make(key) for key in workers}, FLAGS.repeats, FLAGS.warmup)
+            if FLAGS.check:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmpdir:
+                    check_rows += compare_gradients(workers, tmpdir)
+        finally:
+            for worker in workers.values():
+                worker.close()
+        for key, r in results.items():
+            config, _, step, xla = key
+            images = workers[key].info["images"]
+            ref = results.get(("today", size, step, "off"))
+            ratio = ref["median"] / r["median"] if ref else None
+            if xla == "off" and config == "default" and step == "reconstruction" and ratio:
+                speedups[size] = ratio
+            finite = all(map(lambda v: v == v and abs(v) != float("inf"), losses[key]))
+            label = (f"full: {FLAGS.critic_steps} critic + 1 generator" if step == "gan"
                      else "reconstruction only")
-            rows.append([f"{size}x{size}", label, mode, batch, images_per_step[(step, mode)],
-                         common.fmt_seconds(r["median"]),
+            rows.append([f"{size}x{size}", label, config, "on" if onednn[config] else "off", xla,
+                         batch, images, common.fmt_seconds(r["median"]),
                          f"{common.fmt_seconds(r['min'])} - {common.fmt_seconds(r['max'])}",
-                         r["runs"], f"{rate:.2f}", vs_off])
+                         r["runs"], f"{images / r['median']:.2f}",
+                         f"{ratio:.2f}x" if ratio else "-", "yes" if finite else "**NO**"])
 
-    print("## Training step throughput (CPU)\n")
+    print("## Training step throughput (CPU): today's configuration vs the default\n")
     print("\n".join(common.machine_lines(
         xla="per row (tf.function(gan.train_step, jit_compile=True) when on)",
-        extra=[f"{FLAGS.warmup} warm-up step(s), then {FLAGS.repeats} timed steps per row, rows "
-               "of a size interleaved; median reported",
+        onednn=onednn.get("default", False),
+        extra=["configurations: " + "; ".join(f"{c} = {CONFIGS[c]}" for c in FLAGS.configs)
+               + " (one worker process per row)",
+               f"{FLAGS.warmup} warm-up step(s), then {FLAGS.repeats} timed steps per row, rows "
+               "of a size interleaved step by step; median reported",
                "synthetic in-memory batches; Adam as in training (beta_1 0.5, beta_2 0.9), "
                "WGAN-GP critic with gradient penalty"],
         load_start=load_start)))
     print()
     print(common.markdown_table(
-        ["size", "step", "XLA", "batch", "images per step", "median step", "min - max", "runs",
-         "images/s", "speed-up vs XLA off"], rows))
+        ["size", "step", "config", "oneDNN", "XLA", "batch", "images per step", "median step",
+         "min - max", "runs", "images/s", "vs today", "losses finite"], rows))
+    if check_rows:
+        print("\n### Gradients of one generator update vs today's (same weights and batch)\n")
+        print(common.markdown_table(
+            ["size", "config", "XLA", "loss", "today's loss", "max rel. L2 error (over variables)",
+             "median", "< 1e-3 and finite"], check_rows))
+    if speedups:
+        size = min(speedups)
+        print(f"\nTarget: default >= {FLAGS.target:.1f}x today's images/s (reconstruction, "
+              f"{size}x{size}, XLA off): {speedups[size]:.2f}x "
+              f"{common.verdict(speedups[size] >= FLAGS.target)}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _command(photos, model_dir, steps, *extra):
 
 def _env():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # train.py must turn oneDNN off by itself
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)  # train.py chooses the CPU settings itself (cpu.py)
     return env
 
 

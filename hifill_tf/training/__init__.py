@@ -1,9 +1,8 @@
 """Training: the GAN of Algorithm 1 and its losses.
 
-CPU note: TF 2.21's oneDNN kernel for Conv2DBackpropFilter corrupts the heap
-("double free or corruption" in ~MklConvBwdFilterPrimitive) on the
-generator's backward pass at 128 px and above. Training processes therefore
-set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported (train.py does, as
-its first statement; importing hifill_tf imports TensorFlow), and
-``trainer.train`` warns when it is not set. Inference is unaffected.
+CPU note: training runs TF's oneDNN kernels (``cpu.py``: about 2.5x faster than the Eigen ones
+at 256x256 on 2 cores, ``bench/train_bench.py``). An earlier session saw a heap corruption in
+oneDNN's Conv2DBackpropFilter and turned oneDNN off; it did not reproduce on TF 2.21 over
+hundreds of steps at 128 and 256 px (``cpu.py`` says how it was checked). If it comes back,
+``TF_ENABLE_ONEDNN_OPTS=0`` turns oneDNN off again.
 """

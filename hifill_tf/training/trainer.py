@@ -23,6 +23,7 @@ import tensorflow as tf
 from hifill_tf.data.pipeline import make_dataset
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
+from hifill_tf.training import cpu
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.weights import load_generator_weights, save_generator_weights
 
@@ -191,7 +192,12 @@ def _grouped_dataset(config, global_batch, seed):
         return {"image": tf.reshape(batch["image"], [global_batch, group, size, size, 3]),
                 "mask": tf.reshape(batch["mask"], [global_batch, group, size, size, 1])}
 
-    return dataset.map(regroup).prefetch(2), info
+    # The input pipeline shares the cores with the train step: on 2 cores, one private thread
+    # for it kept the oneDNN step nearer its synthetic-batch time (bench/train_bench.py).
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    return dataset.map(regroup).prefetch(2).with_options(options), info
 
 
 def _image_grid(batch, outputs):
@@ -221,9 +227,9 @@ def train(config, progress=print):
     kept). Handles SIGINT/SIGTERM by saving a checkpoint at the current step.
     """
     config = {**DEFAULTS, **config}
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0" and not tf.config.list_physical_devices("GPU"):
-        progress("warning: oneDNN is on; its CPU backprop-filter kernel may corrupt the heap in "
-                 "training (set TF_ENABLE_ONEDNN_OPTS=0 before importing TensorFlow)")
+    if not tf.config.list_physical_devices("GPU") and not cpu.onednn_enabled():
+        progress("note: oneDNN is off; CPU training is about 2.5x slower (see "
+                 "hifill_tf/training/cpu.py)")
     model_dir = config["model_dir"]
     if config["image_size"] < 64 or config["image_size"] % 64:
         # The generator needs multiples of 16; the critic's six stride-2 convolutions 64.
