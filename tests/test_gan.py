@@ -233,6 +233,30 @@ class _TinyGenerator(keras.Model):
         return {"coarse": out, "refined": out}
 
 
+def test_penalty_gradient_keeps_float16_precision_under_mixed_precision():
+    # D(x) = (x W1) W2 with weights near 1e-4: the input gradient W1 W2 is near 1e-8 per pixel,
+    # below float16's smallest subnormal (6e-8), so an unscaled float16 backward pass returns
+    # (almost) zeros; the scaled inner gradient must give ||W1 W2|| to float16 precision.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        rng = np.random.default_rng(0)
+        w1 = rng.uniform(0.5e-4, 1.5e-4, (8 * 8 * 3, 4)).astype(np.float32)
+        w2 = rng.uniform(0.5e-4, 1.5e-4, (4, 1)).astype(np.float32)
+        critic = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                                   keras.layers.Dense(4, use_bias=False),
+                                   keras.layers.Dense(1, use_bias=False)])
+        critic.layers[-2].kernel.assign(w1)
+        critic.layers[-1].kernel.assign(w2)
+        assert critic.compute_dtype == "float16"
+        x = tf.constant(rng.uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
+        norms = losses.gradient_norms(critic, x).numpy()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    exact = np.linalg.norm(w1.astype(np.float16).astype(np.float64) @ w2.astype(np.float16))
+    exact = np.sqrt(exact ** 2 + 1e-12)  # gradient_norms' epsilon, not small at this scale
+    np.testing.assert_allclose(norms, exact, rtol=5e-3)
+
+
 def test_critic_gets_fresh_slices_and_uniform_alpha(monkeypatch):
     # Algorithm 1: critic update i sees slice i with its own alpha ~ U[0, 1];
     # the generator update sees the last slice.
@@ -478,6 +502,8 @@ _MIRRORED_SCRIPT = textwrap.dedent('''
         merged={k: float(v) for k, v in merged.items()},
         local={k: [float(x) for x in strategy.experimental_local_results(v)] for k, v in local.items()},
         iterations=[int(np.array(gan.g_optimizer.iterations)), int(np.array(gan.d_optimizer.iterations))],
+        alphas=[np.array(a).ravel().tolist() for a in strategy.experimental_local_results(
+            strategy.run(tf.function(lambda: gan.interpolation_alpha(4))))],
     )
     for name, start in (("generator", g0), ("discriminator", d0)):
         want = deltas(getattr(reference, name), start)
@@ -506,6 +532,9 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
 
     assert result["replicas"] == 2
     assert result["iterations"] == [1, 1]
+    # Each replica draws its own interpolation weights (not one seed state's draw twice).
+    first, second = result["alphas"]
+    assert len(first) == 4 and first != second
     for name, want in result["reference"].items():
         # Trackers read across replicas, and the mean of the replicas' own
         # results (what keras fit reports), are the single-device losses.

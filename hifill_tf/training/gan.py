@@ -83,8 +83,7 @@ class HiFillGAN(keras.Model):
     def _critic_step(self, image, mask, replica_scale):
         _, fake = self._paste(image, mask, training=True)
         fake = tf.stop_gradient(fake)
-        batch = tf.shape(image)[0]
-        alpha = keras.random.uniform((batch, 1, 1, 1), 0.0, 1.0, seed=self.seed_generator)
+        alpha = self.interpolation_alpha(tf.shape(image)[0])
         with tf.GradientTape() as tape:
             real_scores = self.discriminator(image, training=True)
             fake_scores = self.discriminator(fake, training=True)
@@ -98,6 +97,18 @@ class HiFillGAN(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.d_optimizer.apply(grads, variables)
         return d_loss, wasserstein, penalty
+
+    def interpolation_alpha(self, batch):
+        """alpha ~ U[0, 1] per sample (Algorithm 1), [batch, 1, 1, 1].
+
+        The seed is folded with the replica id: under tf.distribute every replica holds the
+        same seed state, and would otherwise draw the same alphas for its part of the batch.
+        """
+        seed = self.seed_generator.next()
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), replica)
+        return tf.random.stateless_uniform((batch, 1, 1, 1), seed=seed)
 
     def train_step(self, data):
         images, masks = data["image"], data["mask"]

@@ -25,6 +25,22 @@ def adversarial_loss(fake_scores):
     return -tf.reduce_mean(fake_scores)
 
 
+# Under mixed precision the critic's backward pass runs in float16, where the per-pixel
+# gradients of the penalty (about 1 / sqrt(pixels)) lose precision or underflow; the penalty's
+# inner gradient is scaled like a loss (LossScaleOptimizer does this only for the outer one).
+PENALTY_GRADIENT_SCALE = 2.0 ** 15
+
+
+def gradient_norms(critic, interpolated):
+    """Per-sample ||grad_x D(x)||_2 at ``interpolated`` [B, H, W, C], float32."""
+    scale = PENALTY_GRADIENT_SCALE if critic.compute_dtype == "float16" else 1.0
+    with tf.GradientTape() as tape:
+        tape.watch(interpolated)
+        scores = tf.cast(critic(interpolated, training=True), tf.float32) * scale
+    grads = tf.cast(tape.gradient(scores, interpolated), tf.float32) / scale
+    return tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-12)
+
+
 def gradient_penalty(critic, real, fake, alpha):
     """The penalty of Eq. (9): E[(||grad D(x^)||_2 - 1)^2], x^ = (1 - a) x + a x~.
 
@@ -33,9 +49,4 @@ def gradient_penalty(critic, real, fake, alpha):
     # As tensors, so that NumPy inputs can be watched like the other losses' inputs.
     real, fake, alpha = (tf.convert_to_tensor(t) for t in (real, fake, alpha))
     interpolated = (1.0 - alpha) * real + alpha * fake
-    with tf.GradientTape() as tape:
-        tape.watch(interpolated)
-        scores = critic(interpolated, training=True)
-    grads = tape.gradient(scores, interpolated)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + 1e-12)
-    return tf.reduce_mean(tf.square(norms - 1.0))
+    return tf.reduce_mean(tf.square(gradient_norms(critic, interpolated) - 1.0))
