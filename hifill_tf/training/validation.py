@@ -78,3 +78,47 @@ def attention_statistics(scores, mask):
     targets = tf.cast(hole_cells > 0, tf.float32)
     mean_largest = tf.reduce_sum(largest * targets) / tf.maximum(tf.reduce_sum(targets), 1.0)
     return float(tf.reduce_mean(sources)), float(mean_largest)
+
+
+def read_log(paths):
+    """Validation records (``validation.jsonl`` lines) of one or more runs, by images seen."""
+    import json
+
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    return sorted(records, key=lambda r: r["images_seen"])
+
+
+def plot_learning_curve(records, path, title="Validation: in-hole L1 (lower is better)"):
+    """PNG of the model's validation hole L1 against images seen, with Telea's as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [r["images_seen"] for r in records]
+    figure, axis = plt.subplots(figsize=(7, 3.6), dpi=110)
+    axis.plot(images, [r["hole_l1"] for r in records], marker=".", label="hifill_tf (with CRA)")
+    axis.axhline(records[-1]["telea_hole_l1"], color="tab:red", linestyle="--",
+                 label="OpenCV Telea")
+    axis.set_xlabel("training images seen")
+    axis.set_ylabel("in-hole L1 (0-255)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Plot the learning curve of validation.jsonl logs.")
+    parser.add_argument("logs", nargs="+", help="validation.jsonl files of one run's stages")
+    parser.add_argument("--output", required=True, help="PNG to write")
+    arguments = parser.parse_args()
+    print(plot_learning_curve(read_log(arguments.logs), arguments.output))
