@@ -22,10 +22,10 @@ test: $(STAMP)
 # with other ones. The check gives a clear message while the default weights are not bundled.
 DEFAULT_WEIGHTS := hifill_tf/weights/hifill_default.npz
 DEMO_WEIGHTS ?= $(DEFAULT_WEIGHTS)
-DEMO_IMAGE := examples/volna-5120x2880.jpg
-DEMO_MASK := examples/volna-5120x2880-mask.png
-DEMO_OUTPUT := out/volna-inpainted.jpg
-DEMO_PAIR := out/volna-side-by-side.jpg
+DEMO_IMAGE := examples/bridge-4352x2448.jpg
+DEMO_MASK := examples/bridge-4352x2448-mask.png
+DEMO_OUTPUT := out/bridge-inpainted.jpg
+DEMO_PAIR := out/bridge-side-by-side.jpg
 
 demo: $(STAMP)
 	@if [ ! -f "$(DEMO_WEIGHTS)" ]; then \

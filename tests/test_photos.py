@@ -182,8 +182,13 @@ def test_committed_manifest_is_consistent():
     entries = manifest["photos"]
     val = [e for e in entries if e["split"] == "val"]
     assert len(val) >= 5
-    assert all(e["split"] in ("train", "val") for e in entries)
-    assert not [e for e in val if "volna" in e["name"].lower() or "volna" in e.get("shared_file", "").lower()]
+    assert all(e["split"] in ("train", "val", "demo") for e in entries)
+    # The demo photo (examples/) is neither trained on nor part of the validation set.
+    demo = [e for e in entries if e["split"] == "demo"]
+    assert [e["name"] for e in demo] == ["lomiri-Bridge_by_Sander_Klootwijk.jpg"]
+    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                           "bridge-4352x2448.jpg")
+    assert photos.sha256_file(bundled) == demo[0]["sha256"]
     # Photos the previous default model was trained on (the shared ones) cannot validate it.
     assert not [e for e in val if e.get("shared_file") or e["package"] == photos.SHARED]
     shas = [e["sha256"] for e in entries]

@@ -29,7 +29,7 @@ MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photo_
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_SHARED_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "photos"))
 SHARED = "shared"  # the `package` of an entry that lives only in the shared folder
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "demo")  # demo: the photo of `make demo`, in neither train nor val
 APT_LISTS = "/var/lib/apt/lists"
 
 
@@ -47,7 +47,7 @@ def load_manifest(path=MANIFEST_PATH):
         if e["package"] != SHARED and e["package"] not in manifest["packages"]:
             raise PhotoError(f"{path}: {e['name']}: package {e['package']!r} is not under 'packages'")
         if e["split"] not in SPLITS:
-            raise PhotoError(f"{path}: {e['name']}: split must be train or val; got {e['split']!r}")
+            raise PhotoError(f"{path}: {e['name']}: split must be one of {SPLITS}; got {e['split']!r}")
     return manifest
 
 
