@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall only when the package metadata changes.
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,beam]'
 	touch $(STAMP)
 
 test: $(STAMP)

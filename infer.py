@@ -24,7 +24,8 @@ from absl import app, flags  # noqa: E402
 
 from hifill_tf import io  # noqa: E402
 from hifill_tf.cli_util import (  # noqa: E402
-    ModelError, Progress, find_model, format_seconds, load_inpainter, same_file)
+    ModelError, Progress, failure_message, find_model, format_seconds, load_inpainter,
+    read_example, same_file)
 
 FLAGS = flags.FLAGS
 
@@ -154,23 +155,8 @@ def _check_outputs(job):
 
 def _read(job):
     """The photo and its hole mask (255 = hole), checked, with --dilate applied."""
-    rgb, alpha = io.read_image(job.image)
-    notes = []
-    if FLAGS.mask_from_alpha:
-        if alpha is None:
-            raise io.InputError(f"{job.image}: has no alpha channel; --mask_from_alpha fills "
-                                "transparent pixels")
-        mask = io.mask_from_alpha(alpha)
-    else:
-        try:
-            mask = io.read_mask(job.mask, rgb.shape, resize=FLAGS.resize_mask)
-        except io.InputError as e:  # say it in flags, not in Python
-            raise io.InputError(str(e).replace("pass resize=True", "pass --resize_mask")) from None
-        if alpha is not None:
-            notes.append("alpha dropped")
-    if FLAGS.dilate:
-        mask = io.dilate_mask(mask, FLAGS.dilate)
-    return rgb, mask, notes
+    return read_example(job.image, job.mask, from_alpha=FLAGS.mask_from_alpha,
+                        resize_mask=FLAGS.resize_mask, dilate=FLAGS.dilate)
 
 
 def _process(job, get_inpainter):
@@ -255,8 +241,7 @@ def main(argv):
             except ModelError:
                 raise
             except Exception as e:  # noqa: BLE001 -- a batch goes on past any one bad photo
-                message = str(e) if isinstance(e, io.InputError) else (
-                    f"{job.image}: {type(e).__name__}: {e}")
+                message = failure_message(job.image, e)
                 failures[job.image] = message
                 progress.print(f"{'FAILED' if batch else 'error:'} {message}", file=sys.stderr)
             else:

@@ -44,6 +44,46 @@ def same_file(a, b):
 
 
 # ---------------------------------------------------------------------------------------------
+# One photo of a batch (infer.py, hifill_tf.beam)
+# ---------------------------------------------------------------------------------------------
+
+
+def read_example(image_path, mask_path=None, *, from_alpha=False, resize_mask=False, dilate=0):
+    """The photo and its hole mask (uint8, 255 = hole), as the command-line front ends read them.
+
+    Returns (rgb uint8 [H, W, 3], mask uint8 [H, W], notes). With `from_alpha` the photo's
+    transparent pixels are the hole and `mask_path` is unused; `dilate` grows the hole. Raises
+    `io.InputError` whose message names the file and, where a flag is the fix, the flag.
+    """
+    from hifill_tf import io
+
+    rgb, alpha = io.read_image(image_path)
+    notes = []
+    if from_alpha:
+        if alpha is None:
+            raise io.InputError(f"{os.fspath(image_path)}: has no alpha channel; "
+                                "--mask_from_alpha fills transparent pixels")
+        mask = io.mask_from_alpha(alpha)
+    else:
+        try:
+            mask = io.read_mask(mask_path, rgb.shape, resize=resize_mask)
+        except io.InputError as e:  # say it in flags, not in Python
+            raise io.InputError(str(e).replace("pass resize=True", "pass --resize_mask")) from None
+        if alpha is not None:
+            notes.append("alpha dropped")
+    if dilate:
+        mask = io.dilate_mask(mask, dilate)
+    return rgb, mask, notes
+
+
+def failure_message(path, error: BaseException) -> str:
+    """The one-line reason for a photo that failed: an InputError already names its file."""
+    if isinstance(error, InputError):
+        return str(error)
+    return f"{os.fspath(path)}: {type(error).__name__}: {error}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------
 

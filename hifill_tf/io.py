@@ -419,19 +419,8 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int = 95) -> str:
-    """Writes an image so that `path` is either the old file or the complete new one.
-
-    The format follows the extension (see FORMATS). The data goes to a temporary file in the
-    same directory, is fsync'ed and then renamed over `path` (os.replace is atomic on one file
-    system). Parent directories are created. Raises InputError, before touching anything, for
-    an unknown extension, a bad array, or a `path` that is the same file as one in `protect`
-    (the inputs). `rgb_uint8` is uint8 [H, W, 3], [H, W] or, for PNG/WebP/TIFF, [H, W, 4].
-
-    No metadata is written: the pixels are already in display orientation (read_image applies
-    EXIF), so copying the source EXIF would rotate the result a second time.
-    Returns `path` as a string.
-    """
+def _checked_format(path, array, quality) -> str:
+    """The Pillow format for `path`'s extension, after checking `array` and `quality` for it."""
     name = os.fspath(path)
     fmt = FORMATS.get(os.path.splitext(name)[1].lower())
     if fmt is None:
@@ -440,7 +429,6 @@ def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int 
             f"unknown image extension {os.path.splitext(name)[1]!r}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)}",
         )
-    array = np.asarray(rgb_uint8)
     if array.dtype != np.uint8:
         raise _err(path, f"image to write must be uint8; got {array.dtype}")
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
@@ -460,18 +448,54 @@ def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int 
     quality = operator.index(quality)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100]; got {quality}")
+    return fmt
+
+
+def _save_options(fmt, quality) -> dict:
+    return {
+        # Level 1 is ~5x faster than the default 6 on photos, for files ~10% larger.
+        "PNG": {"compress_level": 1},
+        "JPEG": {"quality": quality},
+        "WEBP": {"quality": quality},
+    }.get(fmt, {})
+
+
+def encode_image(array: np.ndarray, name, quality: int = 95) -> bytes:
+    """The bytes `write_image_atomic(name, array)` writes: same checks, format and options.
+
+    `name` is a file name (only its extension chooses the format) used in error messages; for
+    writers that are not local files (e.g. Beam's FileSystems).
+    """
+    array = np.asarray(array)
+    fmt = _checked_format(name, array, quality)
+    buffer = _io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **_save_options(fmt, quality))
+    return buffer.getvalue()
+
+
+def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int = 95) -> str:
+    """Writes an image so that `path` is either the old file or the complete new one.
+
+    The format follows the extension (see FORMATS). The data goes to a temporary file in the
+    same directory, is fsync'ed and then renamed over `path` (os.replace is atomic on one file
+    system). Parent directories are created. Raises InputError, before touching anything, for
+    an unknown extension, a bad array, or a `path` that is the same file as one in `protect`
+    (the inputs). `rgb_uint8` is uint8 [H, W, 3], [H, W] or, for PNG/WebP/TIFF, [H, W, 4].
+
+    No metadata is written: the pixels are already in display orientation (read_image applies
+    EXIF), so copying the source EXIF would rotate the result a second time.
+    Returns `path` as a string.
+    """
+    name = os.fspath(path)
+    array = np.asarray(rgb_uint8)
+    fmt = _checked_format(path, array, quality)
     for source in protect:
         if source is not None and _same_file(name, os.fspath(source)):
             raise _err(path, f"refusing to overwrite the input {os.fspath(source)}")
     if os.path.isdir(name):
         raise _err(path, "is a directory")
 
-    options = {
-        # Level 1 is ~5x faster than the default 6 on photos, for files ~10% larger.
-        "PNG": {"compress_level": 1},
-        "JPEG": {"quality": quality},
-        "WEBP": {"quality": quality},
-    }.get(fmt, {})
+    options = _save_options(fmt, quality)
     image = Image.fromarray(array)
     directory = os.path.dirname(os.path.abspath(name))
     os.makedirs(directory, exist_ok=True)
