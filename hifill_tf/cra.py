@@ -262,6 +262,9 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     low_windows = tf.gather(_windows(low, (gh, gw)), sources)
     mixed = tf.tensordot(weights, low_windows, axes=[[0], [0]])  # [tgt, 18, 18, 3]
     base = tf.gather(_windows(inpainted, (gh, gw)), targets) - mixed
+    # Bilinear up-sampling is separable: columns once here, on the 18 window rows
+    # ([tgt, 18, 3 size], low-resolution height), rows per chunk by one matrix product.
+    up_columns = tf.reshape(tf.einsum("qb,nabc->naqc", matrix, base), [tf.size(targets), CELL + 2, -1])
 
     num_cells = tf.size(sources) + tf.size(targets)
     step = tf.maximum(chunk_bytes // (4 * 3 * size * tf.maximum(num_cells, 1)), 1)  # cell rows
@@ -282,19 +285,24 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         band = tf.reshape(_pad_columns(tf.gather(image, rows), padded_w), [-1, size * 3])
         src = tf.gather(band, cell_rows(sources, count))  # [src, count, 3 size]
         src = tf.reshape(tf.cast(src, tf.float32), [tf.size(sources), -1])
-        high = tf.reshape(tf.matmul(weights, src, transpose_a=True), [-1, count, size, 3])
-        rows_matrix = matrix[start:start + count]
-        up = tf.einsum("qb,npbc->npqc", matrix, tf.einsum("pa,nabc->npbc", rows_matrix, base))
-        filled = up + high
+        high = tf.reshape(tf.matmul(weights, src, transpose_a=True), [-1, count, size * 3])
+        filled = high + tf.matmul(matrix[start:start + count][None], up_columns)
         where = cell_rows(targets, count)
-        original = tf.reshape(tf.gather(band, where), [-1, count, size, 3])
-        weight = tf.gather(tf.reshape(_pad_columns(tf.gather(paste, rows), padded_w), [-1, size, 1]),
-                           where)
-        weight = tf.cast(weight, tf.float32)
-        # Where weight is 0 the original uint8 value is kept exactly.
-        blend = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
-        blend = tf.cast(tf.clip_by_value(tf.round(blend), 0.0, 255.0), tf.uint8)
-        blend = tf.where(weight > 0, blend, original)
+        original = tf.gather(band, where)  # [tgt, count, 3 size] uint8
+        paste_rows = tf.reshape(_pad_columns(tf.gather(paste, rows), padded_w), [-1, size])
+        weight = tf.gather(paste_rows, where)  # [tgt, count, size]
+        if alpha is None:
+            # uint8 arithmetic wraps, so original + hole * (new - original) selects exactly.
+            new = tf.cast(tf.clip_by_value(tf.round(filled), 0.0, 255.0), tf.uint8)
+            hole3 = tf.broadcast_to(tf.cast(weight, tf.uint8)[..., None], [tf.size(targets), count, size, 3])
+            blend = original + tf.reshape(hole3, tf.shape(original)) * (new - original)
+        else:
+            weight = tf.reshape(tf.broadcast_to(weight[..., None], [tf.size(targets), count, size, 3]),
+                                tf.shape(original))
+            # Where weight is 0 the original uint8 value is kept exactly.
+            blend = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
+            blend = tf.cast(tf.clip_by_value(tf.round(blend), 0.0, 255.0), tf.uint8)
+            blend = tf.where(weight > 0, blend, original)
         band = tf.tensor_scatter_nd_update(band, tf.reshape(where, [-1, 1]),
                                            tf.reshape(blend, [-1, size * 3]))
         return tf.reshape(band, [-1, padded_w, 3])[:, :width]
