@@ -246,7 +246,7 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
 
     if low_hole is None:
         low_hole = _block_any(mask, factor, net_h, net_w)
-    hole_cells = cells_of(low_hole > 0)
+    hole_cells = cells_of(tf.cast(low_hole, tf.float32) > 0)
     if alpha is None:
         paste = mask
         paste_cells = hole_cells
