@@ -264,6 +264,8 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     base = tf.gather(_windows(inpainted, (gh, gw)), targets) - mixed
     # Bilinear up-sampling is separable: columns once here, on the 18 window rows
     # ([tgt, 18, 3 size], low-resolution height), rows per chunk by one matrix product.
+    if alpha is None:
+        base = base + 0.5  # interpolation rows sum to 1: up(base + 0.5) = up(base) + 0.5
     up_columns = tf.reshape(tf.einsum("qb,nabc->naqc", matrix, base), [tf.size(targets), CELL + 2, -1])
 
     num_cells = tf.size(sources) + tf.size(targets)
@@ -292,8 +294,11 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
         paste_rows = tf.reshape(_pad_columns(tf.gather(paste, rows), padded_w), [-1, size])
         weight = tf.gather(paste_rows, where)  # [tgt, count, size]
         if alpha is None:
+            # base carries +0.5, so truncation rounds (half up: differs from tf.round only at
+            # exact .5); ClipByValue is one pass where tf.clip_by_value takes two.
+            new = tf.cast(tf.raw_ops.ClipByValue(t=filled, clip_value_min=0.0, clip_value_max=255.0),
+                          tf.uint8)
             # uint8 arithmetic wraps, so original + hole * (new - original) selects exactly.
-            new = tf.cast(tf.clip_by_value(tf.round(filled), 0.0, 255.0), tf.uint8)
             hole3 = tf.broadcast_to(tf.cast(weight, tf.uint8)[..., None], [tf.size(targets), count, size, 3])
             blend = original + tf.reshape(hole3, tf.shape(original)) * (new - original)
         else:
