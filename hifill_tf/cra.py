@@ -57,8 +57,9 @@ def network_pixels(generator, max_pixels=None):
         raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (one {CELL}x{CELL} attention "
                          f"cell); got {max_pixels!r}")
     return int(max_pixels)
-# Bound on the float32 buffers of one chunk of the full-resolution product.
-CHUNK_BYTES = 64 * 1024 * 1024
+# Bound on the float32 buffers of one chunk of the full-resolution product. Small chunks
+# stay in cache: at 8K 8 MB was as fast as 64 MB (and 1 MB 30% slower), for less memory.
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def plan(height, width, max_pixels=MAX_PIXELS):
