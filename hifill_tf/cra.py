@@ -2,8 +2,8 @@
 
 Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips):
 
-1. **Plan.** The photo (H x W) is padded (mirror) to ``(16 g_h f) x (16 g_w f)``
-   and averaged down by one integer factor ``f`` on both axes (geometry kept,
+1. **Plan.** The photo (H x W) is extended by mirror padding to
+   ``(16 g_h f) x (16 g_w f)`` (read by index, never built) and averaged down by one integer factor ``f`` on both axes (geometry kept,
    no stretching) to a network input of ``16 g_h x 16 g_w`` pixels, the
    smallest ``f`` whose network input holds at most ``max_pixels`` (512x512 by
    default). So a 7680x4320 photo runs the network at 640x368 (f = 12), a
@@ -20,7 +20,8 @@ Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips):
    pixels), ``sum_i s_ij up(L)_i = up(sum_i s_ij L_i)``: the low-frequency
    part is aggregated on the 18x18 low-resolution windows of the cells and
    up-sampled once per target, and the only full-resolution matrix product
-   is ``S^T @ I_sources``, done in chunks that bound peak memory.
+   is ``S^T @ I_sources``, done in chunks of cell rows that bound peak memory
+   (each source pixel read and cast once, each output pixel written once).
 4. **Paste.** Target cells get ``up(G)_j + R_j``; only hole pixels are
    written, everything else is the input, bit for bit.
 
