@@ -35,7 +35,11 @@ def inpaint_function(generator, max_pixels=None, feather=0):
             _functions[key] = (generator, tf.function(
                 lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels, feather),
                 input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                 tf.TensorSpec([None, None], tf.uint8)]))
+                                 tf.TensorSpec([None, None], tf.uint8)],
+                # The graph has no Python control flow on tensors (cra uses tf.cond and
+                # tf.while_loop itself): without autograph the first call traces in about
+                # half the time (cold start of infer.py).
+                autograph=False))
         return _functions[key][1]
 
 

@@ -2,8 +2,8 @@
 
 Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips):
 
-1. **Plan.** The photo (H x W) is padded (mirror) to ``(16 g_h f) x (16 g_w f)``
-   and averaged down by one integer factor ``f`` on both axes (geometry kept,
+1. **Plan.** The photo (H x W) is extended by mirror padding to
+   ``(16 g_h f) x (16 g_w f)`` (read by index, never built) and averaged down by one integer factor ``f`` on both axes (geometry kept,
    no stretching) to a network input of ``16 g_h x 16 g_w`` pixels, the
    smallest ``f`` whose network input holds at most ``max_pixels`` (512x512 by
    default). So a 7680x4320 photo runs the network at 640x368 (f = 12), a
@@ -20,7 +20,8 @@ Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips):
    pixels), ``sum_i s_ij up(L)_i = up(sum_i s_ij L_i)``: the low-frequency
    part is aggregated on the 18x18 low-resolution windows of the cells and
    up-sampled once per target, and the only full-resolution matrix product
-   is ``S^T @ I_sources``, done in chunks that bound peak memory.
+   is ``S^T @ I_sources``, done in chunks of cell rows that bound peak memory
+   (each source pixel read and cast once, each output pixel written once).
 4. **Paste.** Target cells get ``up(G)_j + R_j``; only hole pixels are
    written, everything else is the input, bit for bit.
 
@@ -57,8 +58,9 @@ def network_pixels(generator, max_pixels=None):
         raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (one {CELL}x{CELL} attention "
                          f"cell); got {max_pixels!r}")
     return int(max_pixels)
-# Bound on the float32 buffers of one chunk of the full-resolution product.
-CHUNK_BYTES = 64 * 1024 * 1024
+# Bound on the float32 buffers of one chunk of the full-resolution product. Small chunks
+# stay in cache: at 8K 8 MB was as fast as 64 MB (and 1 MB 30% slower), for less memory.
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def plan(height, width, max_pixels=MAX_PIXELS):
@@ -141,101 +143,199 @@ def source_cells(hole_cells, patch_size=3):
     return tf.reshape(touched, [-1]) == 0
 
 
+def _mirror(index, size):
+    """Index into an axis of ``size`` of its SYMMETRIC mirror padding (edge pixel repeated)."""
+    return tf.where(index < size, index, 2 * size - 1 - index)
+
+
+def _block_any(hole, factor, net_h, net_w):
+    """[net_h, net_w, 1] bool: any pixel of each f x f block of the mirror-padded ``hole``."""
+    height, width = tf.shape(hole)[0], tf.shape(hole)[1]
+    rows = CELL * factor
+
+    def band(k):
+        h = _band(hole, k, rows, height)
+        h = tf.reduce_any(tf.reshape(h, [CELL, factor, width, 1]), axis=1)
+        h = _pad_columns(h, net_w * factor)
+        return tf.reduce_any(tf.reshape(h, [CELL, net_w, factor, 1]), axis=2)
+
+    out = tf.map_fn(band, tf.range(net_h // CELL), fn_output_signature=tf.bool,
+                    parallel_iterations=2)
+    return tf.reshape(out, [net_h, net_w, 1])
+
+
+def _band(x, k, rows, height):
+    """Rows ``[k rows, (k + 1) rows)`` of the mirror-padded ``x``: a view inside the photo."""
+    return tf.cond((k + 1) * rows <= height, lambda: x[k * rows:(k + 1) * rows],
+                   lambda: tf.gather(x, _mirror(k * rows + tf.range(rows), height)))
+
+
+def _pad_columns(x, width):
+    """Mirror-pad [h, w, C] on the right to ``width`` (at most w more columns)."""
+    pad = width - tf.shape(x)[1]
+    return tf.cond(pad > 0, lambda: tf.concat([x, tf.reverse(x[:, tf.shape(x)[1] - pad:], [1])], 1),
+                   lambda: x)
+
+
+def reduce_photo(image, hole, factor, net_h, net_w):
+    """f x f averages and any-pixel hole of the mirror-padded photo, without padding it (§4.1).
+
+    Args: image uint8 [H, W, 3]; hole bool [H, W, 1]; the padded size is
+    ``(net_h f) x (net_w f)``, at most one cell more than the photo.
+    Returns (low float32 [net_h, net_w, 3] in 0..255, low hole float32 [net_h, net_w, 1]).
+
+    One band of 16 output rows at a time: only that band is cast to float32. Rows are
+    summed first (exact: integers below 2^24), then the few padding columns mirrored onto
+    the 16-row sums, then columns summed; one division by f^2, so the result is the mean.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    rows = CELL * factor
+    padded_w = net_w * factor
+
+    def band(k):
+        x = tf.cast(_band(image, k, rows, height), tf.float32)
+        x = tf.reduce_sum(tf.reshape(x, [CELL, factor, width, 3]), axis=1)
+        h = tf.reduce_any(tf.reshape(_band(hole, k, rows, height), [CELL, factor, width, 1]), axis=1)
+        x = tf.reduce_sum(tf.reshape(_pad_columns(x, padded_w), [CELL, net_w, factor, 3]), axis=2)
+        h = tf.reduce_any(tf.reshape(_pad_columns(h, padded_w), [CELL, net_w, factor, 1]), axis=2)
+        return x / tf.cast(factor * factor, tf.float32), tf.cast(h, tf.float32)
+
+    low, low_hole = tf.map_fn(band, tf.range(net_h // CELL),
+                              fn_output_signature=(tf.float32, tf.float32), parallel_iterations=2)
+    return (tf.reshape(low, [net_h, net_w, 3]), tf.reshape(low_hole, [net_h, net_w, 1]))
+
+
 def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYTES, alpha=None,
-              patch_size=3):
-    """Eq. (4) and the paste, on a photo already padded to the grid.
+              patch_size=3, low_hole=None):
+    """Eq. (4) and the paste, reading the photo in place.
 
     Args:
-        image: uint8 [16 gh f, 16 gw f, 3], the padded photo.
-        mask: bool [16 gh f, 16 gw f, 1], True = hole.
-        low: float32 [16 gh, 16 gw, 3], the averaged-down photo (0..255).
+        image: uint8 [H, W, 3], the photo; it may be smaller than the grid
+            (``16 gh f`` x ``16 gw f``) by less than one cell, the rest being its
+            mirror padding, which is read by index and never built.
+        mask: bool [H, W, 1], True = hole.
+        low: float32 [16 gh, 16 gw, 3], the averaged-down padded photo (0..255).
         inpainted: float32 [16 gh, 16 gw, 3], the network's filled image (0..255).
         scores: float32 [gh*gw, gh*gw], attention scores [source, target].
         factor: int f.
-        alpha: optional float32 [16 gh f, 16 gw f, 1] paste weights for a
-            feathered seam (1 in the hole, fading outside it); default: the
-            hard mask.
+        alpha: optional float32 [H, W, 1] paste weights for a feathered seam
+            (1 in the hole, fading outside it); default: the hard mask.
         patch_size: the generator's ``attention_patch_size``: a source is a cell
             whose patch of that size holds no hole (the cells with non-zero scores).
+        low_hole: optional [16 gh, 16 gw, 1] hole of the network input (``reduce_photo``),
+            to save a pass over ``mask``.
     Returns uint8 like ``image``: hole pixels filled, all others unchanged
     (with ``alpha``: pixels where alpha = 0 unchanged).
+
+    The work is split along the rows inside a cell: chunk k takes rows
+    ``[r0, r1)`` of every cell, so each source pixel is read and cast to float32
+    once, each output pixel written once, and every float32 buffer holds
+    ``r1 - r0`` rows of the sources and targets (bounded by ``chunk_bytes``).
     """
     size = CELL * factor
-    grid = (tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL)
-    low_hole = cell_mask(tf.cast(mask, tf.float32)[None], grid)[0]
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    gh, gw = tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL
+    padded_w = gw * size
+    size = CELL * factor
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    net_h, net_w = tf.shape(low)[0], tf.shape(low)[1]
+    gh, gw = net_h // CELL, net_w // CELL
+    padded_w = gw * size
+
+    def cells_of(low_res):  # [net_h, net_w, 1] -> [gh, gw, 1] float, any pixel per cell
+        return tf.cast(tf.reduce_any(tf.reshape(low_res, [gh, CELL, gw, CELL, 1]), axis=[1, 3]),
+                       tf.float32)
+
+    if low_hole is None:
+        low_hole = _block_any(mask, factor, net_h, net_w)
+    hole_cells = cells_of(tf.cast(low_hole, tf.float32) > 0)
     if alpha is None:
-        paste, paste_cells_mask = mask, low_hole  # bool; cast only per gathered target
+        paste = mask
+        paste_cells = hole_cells
     else:
         paste = alpha
-        paste_cells_mask = cell_mask(tf.cast(alpha > 0, tf.float32)[None], grid)[0]
-    targets = tf.where(tf.reshape(paste_cells_mask, [-1]) > 0)[:, 0]
-    sources = tf.where(source_cells(low_hole, patch_size))[:, 0]
+        paste_cells = cells_of(_block_any(alpha > 0, factor, net_h, net_w))
+    targets = tf.cast(tf.where(tf.reshape(paste_cells, [-1]) > 0)[:, 0], tf.int32)
+    sources = tf.cast(tf.where(source_cells(hole_cells, patch_size))[:, 0], tf.int32)
     weights = tf.gather(tf.gather(scores, sources, axis=0), targets, axis=1)  # [src, tgt]
 
     # Low frequencies: up(G_j - sum_i s_ij L_i), on 18x18 windows.
     matrix = interpolation_matrix(factor)
-    low_windows = tf.gather(_windows(low, grid), sources)
+    low_windows = tf.gather(_windows(low, (gh, gw)), sources)
     mixed = tf.tensordot(weights, low_windows, axes=[[0], [0]])  # [tgt, 18, 18, 3]
-    base = tf.gather(_windows(inpainted, grid), targets) - mixed
+    base = tf.gather(_windows(inpainted, (gh, gw)), targets) - mixed
+    # Bilinear up-sampling is separable: columns once here, on the 18 window rows
+    # ([tgt, 18, 3 size], low-resolution height), rows per chunk by one matrix product.
+    if alpha is None:
+        base = base + 0.5  # interpolation rows sum to 1: up(base + 0.5) = up(base) + 0.5
+    up_columns = tf.reshape(tf.einsum("qb,nabc->naqc", matrix, base), [tf.size(targets), CELL + 2, -1])
 
-    cells = to_cells(image, grid, size)
-    paste_cells = tf.gather(to_cells(paste, grid, size), targets)
-    patch = size * size * 3
-    chunk = tf.maximum(chunk_bytes // (4 * patch), 1)
-    num_sources = tf.size(sources)
-    num_targets = tf.size(targets)
+    num_cells = tf.size(sources) + tf.size(targets)
+    step = tf.maximum(chunk_bytes // (4 * 3 * size * tf.maximum(num_cells, 1)), 1)  # cell rows
+    step = tf.minimum(step, size)
+    num_chunks = (size + step - 1) // step
 
-    def fill_targets(start):
-        """Filled cells for targets[start:start + chunk]."""
-        tgt = tf.range(start, tf.minimum(start + chunk, num_targets))
-        w = tf.gather(weights, tgt, axis=1)
+    def cell_rows(cells, count):
+        """[n, count] row indices into a chunk's band of (cell, row) of the given cells."""
+        return ((cells // gw)[:, None] * count + tf.range(count)[None]) * gw + (cells % gw)[:, None]
 
-        def add_sources(i, total):
-            src = tf.range(i, tf.minimum(i + chunk, num_sources))
-            pixels = tf.cast(tf.gather(cells, tf.gather(sources, src)), tf.float32)
-            pixels = tf.reshape(pixels, [-1, patch])
-            return i + chunk, total + tf.matmul(tf.gather(w, src), pixels, transpose_a=True)
+    def fill_chunk(k):
+        """Rows [k step, k step + count) of every cell row, as [gh * count, W, 3] uint8."""
+        start = k * step
+        count = tf.minimum(step, size - start)
+        # Photo rows a * size + start + r of every cell row a, mirrored at the bottom.
+        rows = tf.reshape(tf.range(gh)[:, None] * size + start + tf.range(count)[None], [-1])
+        rows = _mirror(rows, height)
+        band = tf.reshape(_pad_columns(tf.gather(image, rows), padded_w), [-1, size * 3])
+        src = tf.gather(band, cell_rows(sources, count))  # [src, count, 3 size]
+        src = tf.reshape(tf.cast(src, tf.float32), [tf.size(sources), -1])
+        high = tf.reshape(tf.matmul(weights, src, transpose_a=True), [-1, count, size * 3])
+        filled = high + tf.matmul(matrix[start:start + count][None], up_columns)
+        where = cell_rows(targets, count)
+        original = tf.gather(band, where)  # [tgt, count, 3 size] uint8
+        paste_rows = tf.reshape(_pad_columns(tf.gather(paste, rows), padded_w), [-1, size])
+        weight = tf.gather(paste_rows, where)  # [tgt, count, size]
+        if alpha is None:
+            # base carries +0.5, so truncation rounds (half up: differs from tf.round only at
+            # exact .5); ClipByValue is one pass where tf.clip_by_value takes two.
+            new = tf.cast(tf.raw_ops.ClipByValue(t=filled, clip_value_min=0.0, clip_value_max=255.0),
+                          tf.uint8)
+            # uint8 arithmetic wraps, so original + hole * (new - original) selects exactly.
+            hole3 = tf.broadcast_to(tf.cast(weight, tf.uint8)[..., None], [tf.size(targets), count, size, 3])
+            blend = original + tf.reshape(hole3, tf.shape(original)) * (new - original)
+        else:
+            weight = tf.reshape(tf.broadcast_to(weight[..., None], [tf.size(targets), count, size, 3]),
+                                tf.shape(original))
+            # Where weight is 0 the original uint8 value is kept exactly.
+            blend = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
+            blend = tf.cast(tf.clip_by_value(tf.round(blend), 0.0, 255.0), tf.uint8)
+            blend = tf.where(weight > 0, blend, original)
+        band = tf.tensor_scatter_nd_update(band, tf.reshape(where, [-1, 1]),
+                                           tf.reshape(blend, [-1, size * 3]))
+        return tf.reshape(band, [-1, padded_w, 3])[:, :width]
 
-        total = tf.zeros([tf.size(tgt), patch])
-        _, total = tf.while_loop(lambda i, _: i < num_sources, add_sources, [0, total],
-                             parallel_iterations=1)
-        high = tf.reshape(total, [-1, size, size, 3])
-        filled = _upsample_windows(tf.gather(base, tgt), matrix) + high
-        original = tf.gather(cells, tf.gather(targets, tgt))
-        weight = tf.cast(tf.gather(paste_cells, tgt), tf.float32)
-        # Where weight is 0 the original uint8 value is kept exactly.
-        mixed = tf.cast(original, tf.float32) + weight * (filled - tf.cast(original, tf.float32))
-        mixed = tf.cast(tf.clip_by_value(tf.round(mixed), 0.0, 255.0), tf.uint8)
-        return tf.where(weight > 0, mixed, original)
-
-    num_chunks = (num_targets + chunk - 1) // chunk
     parts = tf.TensorArray(tf.uint8, size=num_chunks, infer_shape=False,
-                           element_shape=tf.TensorShape([None, None, None, 3]))
+                           element_shape=tf.TensorShape([None, None, 3]))
     _, parts = tf.while_loop(lambda k, _: k < num_chunks,
-                             lambda k, ta: (k + 1, ta.write(k, fill_targets(k * chunk))),
+                             lambda k, ta: (k + 1, ta.write(k, fill_chunk(k))),
                              [0, parts], parallel_iterations=1)
-    filled = tf.reshape(parts.concat(), [-1, size, size, 3])
-    cells = tf.tensor_scatter_nd_update(cells, targets[:, None], filled)
-    return from_cells(cells, grid, size)
+    # Chunk k holds rows (a, r) of all cell rows a, r in [k step, k step + count_k): put each
+    # photo row y = a size + r back in place with one gather.
+    y = tf.range(height)
+    a, r = y // size, y % size
+    k = r // step
+    count = tf.minimum(step, size - k * step)
+    return tf.gather(parts.concat(), k * gh * step + a * count + r - k * step)
 
 
 def downsample(image, factor, net_shape):
     """Average f x f blocks (§4.1 "Averaging"): uint8 [h f, w f, C] -> float32 [h, w, C].
 
-    One band of 16 output rows at a time, so the float32 copy of an 8K photo
-    (400 MB) never exists at once.
+    One band of 16 output rows at a time (``reduce_photo``), so the float32 copy
+    of an 8K photo (400 MB) never exists at once.
     """
-    channels = image.shape[-1]
-    rows = CELL * factor
-    bands = net_shape[0] // CELL
-
-    def band(k):
-        x = image[k * rows:(k + 1) * rows]
-        x = tf.reshape(x, [CELL, factor, net_shape[1], factor, channels])
-        return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 3])
-
-    out = tf.map_fn(band, tf.range(bands), fn_output_signature=tf.float32, parallel_iterations=2)
-    return tf.reshape(out, [net_shape[0], net_shape[1], channels])
+    hole = tf.zeros(tf.concat([tf.shape(image)[:2], [1]], 0), tf.bool)
+    return reduce_photo(image, hole, factor, net_shape[0], net_shape[1])[0]
 
 
 def network_input(image, hole, max_pixels=MAX_PIXELS):
@@ -266,9 +366,7 @@ def reduce_to_grid(image, hole, factor, net_h, net_w):
     pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
     padded = tf.pad(image, pad, mode="SYMMETRIC")
     padded_hole = tf.pad(hole, pad, mode="SYMMETRIC")
-    low = downsample(padded, factor, (net_h, net_w))
-    low_hole = tf.cast(tf.reduce_any(tf.reshape(
-        padded_hole, [net_h, factor, net_w, factor, 1]), axis=[1, 3]), tf.float32)
+    low, low_hole = reduce_photo(image, hole, factor, net_h, net_w)
     return padded, padded_hole, low, low_hole
 
 
@@ -310,14 +408,17 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
 
     def run():
         height, width = tf.shape(image)[0], tf.shape(image)[1]
-        padded, padded_hole, low, low_hole, factor = network_input(image, hole, max_pixels)
+        factor, net_h, net_w = plan(height, width, max_pixels)
+        # The photo is never padded: reduce_photo and aggregate read its mirror padding by index.
+        low, low_hole = reduce_photo(image, hole, factor, net_h, net_w)
         outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
         inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
-        alpha = feather_weights(padded_hole, feather) if feather > 0 else None
-        result = aggregate(padded, padded_hole, low, inpainted, outputs["scores"][0], factor,
-                           alpha=alpha,
-                           patch_size=getattr(generator, "attention_patch_size", 3))
-        return result[:height, :width]
+        alpha = None
+        if feather > 0:  # the seam weights of the padded hole, as the box blur sees it
+            pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
+            alpha = feather_weights(tf.pad(hole, pad, mode="SYMMETRIC"), feather)[:height, :width]
+        return aggregate(image, hole, low, inpainted, outputs["scores"][0], factor, alpha=alpha,
+                         patch_size=getattr(generator, "attention_patch_size", 3), low_hole=low_hole)
 
     checks = [tf.debugging.assert_equal(tf.reduce_all(hole), False,
                                         message="the mask covers the whole image: nothing to borrow from")]

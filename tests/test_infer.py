@@ -206,3 +206,23 @@ def test_mask_of_another_size_names_the_mask_and_the_fix(tmp_path, weights):
     assert f"{mask}: mask is 128x72 but the image is 256x144" in result.stderr
     assert "--resize_mask" in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+_WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+print("exit", code, "tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
+# absl exits 1 after --help and on an unknown flag; infer.py's own flag checks exit 2.
+@pytest.mark.parametrize("args,code", [(["--help"], 1), (["--image", "a.jpg"], 2), (["--bogus"], 1)])
+def test_help_and_flag_errors_answer_without_tensorflow(args, code):
+    # Cold start: --help and bad flags must not pay for importing TensorFlow (seconds).
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_TENSORFLOW, INFER, *args],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert f"exit {code} tensorflow imported: False" in result.stdout, result.stdout + result.stderr
