@@ -354,9 +354,9 @@ def network_input(image, hole, max_pixels=MAX_PIXELS):
 def reduce_to_grid(image, hole, factor, net_h, net_w):
     """Mirror-pad to ``(net_h f) x (net_w f)`` and average f x f blocks (§4.1).
 
-    The one reduction of photo to network input, used by inference
-    (``network_input``) and by training (``data.pipeline``), so the network is
-    trained on exactly what it is fed. A network pixel is hole if any of its
+    ``reduce_photo`` (the one reduction of photo to network input, used by
+    inference and by training, ``data.pipeline``) plus the padded copies that
+    evaluation's bicubic baseline needs. A network pixel is hole if any of its
     f x f photo pixels is. Needs ``H > (net_h - 16) f`` (at most one cell of
     padding) and the same for the width.
     Returns (padded image, padded hole, low float32 [net_h, net_w, 3] in

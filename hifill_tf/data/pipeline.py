@@ -12,7 +12,7 @@ Public API::
 Batches are dicts ``{"image": float32 [B, S, S, 3] in [-1, 1], "mask": float32
 [B, S, S, 1]}`` with 1 = hole (§3.5, "Training Procedure"). In the default
 "crop" mode each example is reduced from photo resolution by the same code
-inference uses (``cra.reduce_to_grid``; see ``training_view``).
+inference uses (``cra.reduce_photo``; see ``training_view``).
 
 Unreadable files. For a directory every listed file is decoded once on the
 host with the same TF decoders the pipeline uses (JPEGs at 1/8 scale, which
@@ -167,13 +167,13 @@ def _decode_view(encoded, size, factor_range, seed):
 
 
 def training_view(window, hole, factor, size):
-    """Network input of one view: ``cra.reduce_to_grid``, the very code inference runs.
+    """Network input of one view: ``cra.reduce_photo``, the very code inference runs.
 
     window uint8 [h, w, 3] and hole bool [h, w, 1] at photo resolution, with
     ``(S - 16) f < h, w <= S f``. Returns (low float32 [S, S, 3] in 0..255,
     low hole float32 [S, S, 1]).
     """
-    _, _, low, low_hole = cra.reduce_to_grid(window, hole, factor, size, size)
+    low, low_hole = cra.reduce_photo(window, hole, factor, size, size)
     low.set_shape([size, size, 3])
     low_hole.set_shape([size, size, 1])
     return low, low_hole
@@ -279,7 +279,7 @@ def make_dataset(
             (``training_view``): a window of the photo of about S f x S f
             pixels, f a random integer, hole drawn at photo resolution,
             mirror-padded and averaged f x f down to S x S with the any-pixel
-            hole rule (``cra.reduce_to_grid``). f = 1 gives native-resolution
+            hole rule (``cra.reduce_photo``). f = 1 gives native-resolution
             texture, the largest f nearly the whole short side. Photos with a
             short side below S are first scaled up so it is S. "resize" scales
             the whole image to S x S, aspect not kept (CelebA-HQ, DIV2K), with
