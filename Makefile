@@ -12,7 +12,7 @@ $(PY):
 
 # Reinstall only when the package metadata changes.
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test,bench,beam]'
+	$(PY) -m pip install --quiet -e '.[test,bench,beam,app]'
 	touch $(STAMP)
 
 test: $(STAMP)

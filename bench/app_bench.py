@@ -1,0 +1,94 @@
+"""Time from pressing Inpaint to the result on the page of `python -m hifill_tf.app`.
+
+    python bench/app_bench.py                       # 2048x1152 and 7680x4320 JPEGs
+    python bench/app_bench.py --sizes 2048x1365,7680x4320 --repeats 3
+
+A person's session in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright;
+`pip install -e '.[app,test]'`): start the server, open a photo, paint one stroke (about 2%
+of the photo), press Inpaint, wait for the result and the download button, download. The
+photo is the benchmark photo (bench/common.py) fitted to each size, saved as JPEG quality 95.
+Reported: open (upload + preview shown), Inpaint -> result shown (the median of --repeats
+runs, each with a fresh stroke), download; and that the download has the photo's size.
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (sets the TF log level and sys.path)
+
+sys.path.insert(0, os.path.join(common.REPO, "tests"))
+import app_page  # noqa: E402  (the page driver the browser tests use)
+
+from absl import app, flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["2048x1152", "7680x4320"], "Photo sizes WIDTHxHEIGHT.")
+flags.DEFINE_integer("repeats", 1, "Timed runs per size (each paints a new stroke first).")
+flags.DEFINE_string("weights", None, "Generator weights for the server (default: bundled).")
+flags.DEFINE_integer("max_pixels", None, "Network pixel budget for the server.")
+
+
+def main(argv):
+    del argv
+    load_start = os.getloadavg()
+    args = []
+    if FLAGS.weights:
+        args += ["--weights", FLAGS.weights]
+    if FLAGS.max_pixels:
+        args += ["--max_pixels", FLAGS.max_pixels]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="app-bench-") as tmp:
+        photos = []
+        for size in FLAGS.sizes:
+            width, height = (int(v) for v in size.lower().split("x"))
+            array, source = common.load_photo(width, height)
+            path = os.path.join(tmp, f"photo-{width}x{height}.jpg")
+            Image.fromarray(array).save(path, quality=95)
+            photos.append((width, height, path, source))
+        tick = time.monotonic()
+        server = app_page.Server(*args)
+        started = time.monotonic() - tick
+        try:
+            with app_page.browser() as browser:
+                for width, height, path, source in photos:
+                    page = app_page.AppPage(browser, server.url)
+                    opened = page.upload(path)
+                    runs = []
+                    for n in range(FLAGS.repeats):
+                        y = 0.3 + 0.1 * n
+                        page.paint([(0.35, y), (0.45, y + 0.05), (0.55, y)])
+                        runs.append(page.run())
+                    tick = time.monotonic()
+                    result = page.download(tmp)
+                    downloaded = time.monotonic() - tick
+                    with Image.open(result) as image:
+                        ok = image.size == (width, height) and image.format == "JPEG"
+                    status = page.status()
+                    page.close()
+                    rows.append([f"{width}x{height}", f"{os.path.getsize(path) / 1e6:.1f} MB",
+                                 common.fmt_seconds(opened),
+                                 common.fmt_seconds(statistics.median(runs)),
+                                 ", ".join(f"{r:.1f}" for r in runs),
+                                 common.fmt_seconds(downloaded), "yes" if ok else "**NO**"])
+                    print(f"{width}x{height}: {status}", file=sys.stderr)
+        finally:
+            server.stop()
+    print("## Page: Inpaint -> result, headless Chromium\n")
+    print("\n".join(common.machine_lines(onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false"), load_start=load_start, extra=[
+        f"server: {server.health['model']}, network {server.health['network_size']}; "
+        f"started (load + trace) in {started:.1f} s",
+        f"browser: {app_page.CHROMIUM}, viewport {app_page.VIEWPORT['width']}x"
+        f"{app_page.VIEWPORT['height']}"])))
+    print()
+    print(common.markdown_table(
+        ["photo (JPEG q95)", "file", "open", "Inpaint -> result", "runs (s)", "download",
+         "full size"], rows))
+
+
+if __name__ == "__main__":
+    app.run(main)
