@@ -79,7 +79,8 @@ def main(argv):
         finally:
             server.stop()
     print("## Page: Inpaint -> result, headless Chromium\n")
-    print("\n".join(common.machine_lines(onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false"), load_start=load_start, extra=[
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+    print("\n".join(common.machine_lines(onednn=onednn, load_start=load_start, extra=[
         f"server: {server.health['model']}, network {server.health['network_size']}; "
         f"started (load + trace) in {started:.1f} s",
         f"browser: {app_page.CHROMIUM}, viewport {app_page.VIEWPORT['width']}x"

@@ -8,6 +8,7 @@ server keeps the upload itself, at full resolution, and maps the painted layer o
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -80,6 +81,7 @@ class _Results:
 
     def __init__(self):
         self.directory = tempfile.mkdtemp(prefix="hifill-app-")
+        atexit.register(shutil.rmtree, self.directory, True)
         self._lock = threading.Lock()
         self._cached = (None, None)  # (path, Photo): the last photo read, for the run after it
 
