@@ -729,7 +729,7 @@ def side_by_side(
     canvas = Image.new("RGB", (2 * column + 3 * _GAP, canvas_h), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     x_in, x_out = _GAP, 2 * _GAP + column
-    zoom = f" ({100 * scale:.0f}%)" if scale < 1 else ""
+    zoom = f" (shown at {100 * scale:.0f}%)" if scale < 1 else ""
     draw.text((x_in, 3), f"input + hole{zoom}", fill=(230, 230, 230), font=font)
     draw.text((x_out, 3), f"output{zoom}", fill=(230, 230, 230), font=font)
     canvas.paste(overview(image, True), (x_in, _LABEL_H))
@@ -787,7 +787,7 @@ def comparison_picture(
     rows_h = _LABEL_H + small[1] + _GAP + (_LABEL_H + size + _GAP if boxes else 0)
     canvas = Image.new("RGB", (len(panels) * (column + _GAP) + _GAP, rows_h), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    zoom = f" ({100 * scale:.0f}%)" if scale < 1 else ""
+    zoom = f" (shown at {100 * scale:.0f}%)" if scale < 1 else ""
     for n, (label, array) in enumerate(panels):
         x = _GAP + n * (column + _GAP)
         draw.text((x, 3), f"{label}{zoom}", fill=(230, 230, 230), font=font)
