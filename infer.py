@@ -24,8 +24,8 @@ from absl import app, flags  # noqa: E402
 
 from hifill_tf import io  # noqa: E402
 from hifill_tf.cli_util import (  # noqa: E402
-    ModelError, Progress, failure_message, find_model, format_seconds, load_inpainter,
-    read_example, same_file)
+    ModelError, Progress, batch_summary, failure_message, find_model, format_seconds,
+    load_inpainter, read_example, same_file)
 
 FLAGS = flags.FLAGS
 
@@ -263,14 +263,8 @@ def main(argv):
             print(f"{len(failures)} failed:", file=sys.stderr)
             for image in sorted(failures):
                 print(f"  {failures[image]}", file=sys.stderr)
-        parts = [f"{counts['done']} done"]
-        if counts["unchanged"]:
-            parts.append(f"{counts['unchanged']} unchanged (empty mask)")
-        if counts["skipped"]:
-            parts.append(f"{counts['skipped']} skipped (output exists)")
-        parts.append(f"{len(failures)} failed")
         sys.stdout.flush()
-        print(f"{', '.join(parts)} in {format_seconds(time.monotonic() - start)}", flush=True)
+        print(batch_summary(counts, len(failures), time.monotonic() - start), flush=True)
     return EXIT_FAILED if failures else 0
 
 

@@ -83,6 +83,17 @@ def failure_message(path, error: BaseException) -> str:
     return f"{os.fspath(path)}: {type(error).__name__}: {error}"
 
 
+def batch_summary(counts, failed, seconds, extra=()):
+    """The closing line of a batch: done, unchanged, skipped, failed (then ``extra``), time."""
+    parts = [f"{counts['done']} done"]
+    if counts.get("unchanged"):
+        parts.append(f"{counts['unchanged']} unchanged (empty mask)")
+    if counts.get("skipped"):
+        parts.append(f"{counts['skipped']} skipped (output exists)")
+    parts.append(f"{failed} failed")
+    return f"{', '.join([*parts, *extra])} in {format_seconds(seconds)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------

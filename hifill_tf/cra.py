@@ -58,6 +58,8 @@ def network_pixels(generator, max_pixels=None):
         raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (one {CELL}x{CELL} attention "
                          f"cell); got {max_pixels!r}")
     return int(max_pixels)
+
+
 # Bound on the float32 buffers of one chunk of the full-resolution product. Small chunks
 # stay in cache: at 8K 8 MB was as fast as 64 MB (and 1 MB 30% slower), for less memory.
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -70,8 +72,7 @@ def plan(height, width, max_pixels=MAX_PIXELS):
     and the same for width, with the smallest ``f`` such that
     ``net_h * net_w <= max_pixels``. Works on tensors or Python ints.
     """
-    if isinstance(max_pixels, int) and max_pixels < MIN_PIXELS:
-        raise ValueError(f"max_pixels must be at least {MIN_PIXELS}; got {max_pixels}")  # else no end
+    max_pixels = network_pixels(None, max_pixels)  # the one budget check: below it, no end
     height = tf.cast(height, tf.int32)
     width = tf.cast(width, tf.int32)
 
@@ -326,16 +327,6 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     k = r // step
     count = tf.minimum(step, size - k * step)
     return tf.gather(parts.concat(), k * gh * step + a * count + r - k * step)
-
-
-def downsample(image, factor, net_shape):
-    """Average f x f blocks (§4.1 "Averaging"): uint8 [h f, w f, C] -> float32 [h, w, C].
-
-    One band of 16 output rows at a time (``reduce_photo``), so the float32 copy
-    of an 8K photo (400 MB) never exists at once.
-    """
-    hole = tf.zeros(tf.concat([tf.shape(image)[:2], [1]], 0), tf.bool)
-    return reduce_photo(image, hole, factor, net_shape[0], net_shape[1])[0]
 
 
 def network_input(image, hole, max_pixels=MAX_PIXELS):

@@ -13,7 +13,7 @@ progress line says so.
 
 - ``hifill``: the model with Contextual Residual Aggregation, exactly ``hifill_tf.inpaint``.
 - ``bicubic``: the same network output, without CRA: the generator runs on the same averaged-down
-  input CRA uses (``cra.plan`` / mirror padding / ``cra.downsample``), and its low-resolution
+  input CRA uses (``cra.plan`` / mirror padding / ``cra.reduce_photo``), and its low-resolution
   ``inpainted`` image is up-sampled bicubically to full size and pasted into the hole (the
   "Bicubic" baseline of §4.4). Where the plan's factor is 1 this is ``hifill`` without residuals,
   and the two agree.

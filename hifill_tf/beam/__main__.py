@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from absl import app, flags  # noqa: E402
 
 from hifill_tf import io  # noqa: E402
-from hifill_tf.cli_util import ModelError, find_model, format_seconds  # noqa: E402
+from hifill_tf.cli_util import ModelError, batch_summary, find_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -143,17 +143,12 @@ def main(argv):
         print(f"{len(failures)} failed (see {settings.failures_path}):", file=sys.stderr)
         for _, reason in failures:
             print(f"  {reason}", file=sys.stderr)
-    parts = [f"{counts['done']} done"]
-    if counts["unchanged"]:
-        parts.append(f"{counts['unchanged']} unchanged (empty mask)")
-    if counts["skipped"]:
-        parts.append(f"{counts['skipped']} skipped (output exists)")
-    parts.append(f"{counts['failed']} failed")
+    timing = []
     if photo_ms is not None and photo_ms.count:
-        parts.append(f"per photo {photo_ms.mean / 1000:.1f} s mean, {photo_ms.min / 1000:.1f}-"
-                     f"{photo_ms.max / 1000:.1f} s")
+        timing.append(f"per photo {photo_ms.mean / 1000:.1f} s mean, {photo_ms.min / 1000:.1f}-"
+                      f"{photo_ms.max / 1000:.1f} s")
     sys.stdout.flush()
-    print(f"{', '.join(parts)} in {format_seconds(time.monotonic() - start)}", flush=True)
+    print(batch_summary(counts, counts["failed"], time.monotonic() - start, timing), flush=True)
     return EXIT_FAILED if counts["failed"] or failures else 0
 
 
