@@ -30,7 +30,7 @@ from hifill_tf.beam import files  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = os.path.join(REPO, "tests", "data", "volna-640x360.jpg")  # see tests/data/README.md
 LARGE = os.path.join(REPO, "examples", "volna-5120x2880.jpg")  # see examples/README.md
-PANELS = os.path.join(REPO, "examples", "quality", "coldripple-native.jpg")
+PANELS = os.path.join(REPO, "examples", "quality", "life-native.jpg")
 TWO_WORKERS = ("--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
 
 
