@@ -62,7 +62,7 @@ def world(tmp_path):
     debs.mkdir()
     _build_deb(debs, "pkg-a", "1.0", {"usr/share/pics/one.jpg": img[0], "usr/share/pics/two.png": img[2],
                                       "usr/share/pics/drawing.png": _image_bytes(9, "PNG")})
-    _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3]})
+    _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3], "usr/share/b/demo.jpg": img[1]})
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "one.jpg").write_bytes(img[0])  # the same bytes as pkg-a's one.jpg
@@ -75,6 +75,7 @@ def world(tmp_path):
             _entry("a-two.png", "pkg-a", "usr/share/pics/two.png", img[2], "val"),
             _entry("b-three.jpg", "pkg-b", "usr/share/b/three.jpg", img[3], "val"),
             _entry("shared-four.jpg", "shared", "four.jpg", img[4], "train"),
+            _entry("b-demo.jpg", "pkg-b", "usr/share/b/demo.jpg", img[1], "demo"),
         ],
         "dropped": [{"package": "pkg-a", "path": "usr/share/pics/drawing.png", "reason": "drawing"}],
     }
@@ -103,6 +104,8 @@ def test_fetch_keeps_only_listed_files_and_splits(world):
     written = json.loads((out / "manifest.json").read_text())
     assert written == summary
     assert written["counts"]["train"] == 2 and written["counts"]["val"] == 2
+    assert written["counts"]["demo"] == 1 and os.listdir(out / "demo") == ["b-demo.jpg"]
+    assert written["counts"]["by_package"]["pkg-b"] == {"train": 0, "val": 1, "demo": 1}
     assert written["package_versions"] == {"pkg-a": "1.0", "pkg-b": "2.0"}
     assert not written["missing"]
     by_file = {f["file"]: f for f in written["files"]}
@@ -112,7 +115,7 @@ def test_fetch_keeps_only_listed_files_and_splits(world):
         assert f["file"].startswith(f["split"] + "/")
         assert f["author"] and f["licence"]
         assert photos.sha256_file(out / f["file"]) == f["sha256"]
-    assert "Wrote 4 of 4 photos (2 train, 2 val" in log
+    assert "Wrote 5 of 5 photos (2 train, 2 val, 1 demo" in log
     assert not [n for n in os.listdir(out) if n.startswith(".photos-")]  # staging removed
 
 
@@ -131,7 +134,7 @@ def test_missing_shared_folder_is_reported(world):
     assert "nowhere not found: continuing with the Debian photos" in log
     assert sorted(os.listdir(out / "train")) == ["a-one.jpg"]
     assert summary["missing"] == ["shared:four.jpg"]
-    assert "Wrote 3 of 4 photos" in log
+    assert "Wrote 4 of 5 photos" in log
 
 
 def test_file_gone_from_new_package_version(world):
@@ -173,8 +176,8 @@ def test_command_line_with_deb_dir(world):
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0, run.stderr
-    assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 4 of 4 photos" in run.stdout
-    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 4
+    assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 5 of 5 photos" in run.stdout
+    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 5
 
 
 def test_committed_manifest_is_consistent():

@@ -187,7 +187,7 @@ def fetch_photos(output_dir, manifest_path=MANIFEST_PATH, shared_dir=DEFAULT_SHA
         shutil.rmtree(stage, ignore_errors=True)
     counts = summary["counts"]
     log(f"Wrote {counts['photos']} of {len(entries)} photos ({counts['train']} train, "
-        f"{counts['val']} val, {counts['megabytes']:.1f} MB) to {output_dir}; "
+        f"{counts['val']} val, {counts['demo']} demo, {counts['megabytes']:.1f} MB) to {output_dir}; "
         f"{len(missing)} missing")
     return summary
 
@@ -232,15 +232,15 @@ def _locate(entry, sources, shared_dir):
 def _summary(manifest, files, missing, versions, shared_dir):
     by_package = {}
     for f in files:
-        counts = by_package.setdefault(f["package"], {"train": 0, "val": 0})
+        counts = by_package.setdefault(f["package"], dict.fromkeys(SPLITS, 0))
         counts[f["split"]] += 1
     total = sum(f["bytes"] for f in files)
+    counts = {"photos": len(files), **{s: sum(f["split"] == s for f in files) for s in SPLITS}}
     return {
         "description": "Photographs written by hifill_tf.data.photos from hifill_tf/data/photo_manifest.json.",
         "package_versions": versions,
         "shared_dir": shared_dir,
-        "counts": {"photos": len(files), "train": sum(f["split"] == "train" for f in files),
-                   "val": sum(f["split"] == "val" for f in files), "megabytes": round(total / 1e6, 1),
+        "counts": {**counts, "megabytes": round(total / 1e6, 1),
                    "by_package": by_package, "dropped_in_manifest": len(manifest.get("dropped", []))},
         "missing": missing,
         "files": files,
