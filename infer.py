@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from hifill_tf import io  # noqa: E402
 from hifill_tf.cli_util import (  # noqa: E402
     ModelError, Progress, batch_summary, failure_message, find_model, format_seconds,
-    load_inpainter, read_example, same_file)
+    load_inpainter, read_example)
 
 FLAGS = flags.FLAGS
 
@@ -108,7 +108,7 @@ def _check_flags():
         raise _usage("give --weights or --saved_model, not both")
     if FLAGS.overwrite and FLAGS.skip_existing:
         raise _usage("give --overwrite or --skip_existing, not both")
-    if batch and same_file(FLAGS.input_dir, FLAGS.output_dir):
+    if batch and io.same_file(FLAGS.input_dir, FLAGS.output_dir):
         raise _usage("--output_dir must differ from --input_dir: inputs are never overwritten")
     for path in (FLAGS.output, FLAGS.side_by_side):
         if path and os.path.splitext(path)[1].lower() not in io.FORMATS:
@@ -124,7 +124,7 @@ def _jobs():
     masks, failures = {}, {}
     if not FLAGS.mask_from_alpha:
         masks, failures = io.match_masks(images, FLAGS.mask_dir)
-        if same_file(FLAGS.mask_dir, FLAGS.input_dir):  # masks beside the photos are not photos
+        if io.same_file(FLAGS.mask_dir, FLAGS.input_dir):  # masks beside the photos are not photos
             mask_files = {os.path.realpath(m) for m in masks.values()}
             images = [i for i in images if os.path.realpath(i) not in mask_files]
             failures = {i: m for i, m in failures.items() if i in images}
@@ -145,7 +145,7 @@ def _check_outputs(job):
     outputs = [p for p in (job.output, job.side_by_side) if p]
     for path in outputs:
         for source in (job.image, job.mask):
-            if source and same_file(path, source):
+            if source and io.same_file(path, source):
                 raise io.InputError(f"{path}: refusing to overwrite the input {source}")
     existing = [p for p in outputs if os.path.exists(p)]
     if existing and not FLAGS.overwrite and not FLAGS.skip_existing:

@@ -23,24 +23,15 @@ class ModelError(RuntimeError):
 
 
 def format_seconds(seconds):
-    """3.25 -> '3.2 s', 125 -> '2m05s', 3725 -> '1h02m'."""
+    """3.25 -> '3.2 s', 125 -> '2m05s', 3725 -> '1h02m'; the one duration format of the logs."""
+    if not math.isfinite(seconds):
+        return "?"
     if seconds < 60:
         return f"{seconds:.1f} s"
     seconds = round(seconds)
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def same_file(a, b):
-    """True when paths `a` and `b` name one file (also through symlinks or hard links)."""
-    a, b = os.fspath(a), os.fspath(b)
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
 
 
 # ---------------------------------------------------------------------------------------------

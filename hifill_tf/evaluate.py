@@ -55,7 +55,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from hifill_tf.io import InputError, comparison_picture, write_image_atomic
+from hifill_tf.cli_util import format_seconds
+from hifill_tf.io import InputError, atomic_file, comparison_picture, write_image_atomic
 
 METHODS = ("hifill", "bicubic", "telea")
 NATIVE = "native"
@@ -292,8 +293,7 @@ def bicubic_function(generator, max_pixels=None):
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         # The same network input as CRA, so the two methods differ only in up-sampling.
         padded, _, low, low_hole, _ = cra.network_input(image, hole, max_pixels)
-        outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
-        inpainted = (outputs["inpainted"] + 1.0) * 127.5
+        inpainted, _ = cra.run_network(generator, low[None], low_hole[None])
         up = tf.image.resize(inpainted, tf.shape(padded)[:2], method="bicubic")
         up = tf.cast(tf.clip_by_value(tf.round(up[0, :height, :width]), 0.0, 255.0), tf.uint8)
         return tf.where(hole, up, image)
@@ -403,11 +403,6 @@ def _warm_up(methods, generator, max_pixels):
         run_method(method, image, mask, generator, max_pixels)
 
 
-def _hms(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def _mean(values):
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
@@ -506,12 +501,13 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
                     which = f" hole {hole_index + 1}/{holes}" if holes > 1 else ""
                     progress(f"[{done}/{total}] {name} {width}x{height} ({size_label(size)}"
                              f"{upscaled}){which}: {', '.join(times)} | elapsed "
-                             f"{_hms(elapsed)}, ETA {_hms(elapsed / done * (total - done))}")
+                             f"{format_seconds(elapsed)}, "
+                             f"ETA {format_seconds(elapsed / done * (total - done))}")
     results = [_summary(label, method, rows) for (label, method), rows in records.items()]
     if progress:
         progress(f"evaluated {len(photos)} photos x {holes} holes x {len(sizes)} sizes x "
                  f"{len(methods)} methods "
-                 f"in {_hms(time.monotonic() - start)}")
+                 f"in {format_seconds(time.monotonic() - start)}")
     return results
 
 
@@ -606,10 +602,8 @@ def to_json(results, config=None):
 
 
 def write_atomic(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

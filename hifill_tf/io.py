@@ -10,6 +10,7 @@ Every bad-input error is an `InputError` whose message starts with the file it i
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import logging
 import math
@@ -410,13 +411,53 @@ def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a, b) -> bool:
+    """True when paths `a` and `b` name one file (also through symlinks or hard links)."""
+    a, b = os.fspath(a), os.fspath(b)
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
         return os.path.samefile(a, b)  # hard links
     except OSError:  # one of them does not exist
         return False
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode: str = "wb"):
+    """``with atomic_file(path) as f:`` -- `path` is either the old file or the complete new one.
+
+    The data goes to a temporary file in the same directory, is fsync'ed and then renamed over
+    `path` (os.replace is atomic on one file system); on any error the temporary file is removed
+    and `path` is untouched. Parent directories are created; the permissions of a file being
+    replaced are kept. The one atomic write of the project (images, weights, JSON, tables).
+    """
+    name = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(name))
+    os.makedirs(directory, exist_ok=True)
+    while True:
+        temp = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(4)}.tmp")
+        try:
+            # Created like any new file (0o666 less the umask), not mkstemp's 0o600.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.chmod(temp, stat.S_IMODE(os.stat(name).st_mode))
+        except FileNotFoundError:
+            pass
+        os.replace(temp, name)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _checked_format(path, array, quality) -> str:
@@ -476,9 +517,8 @@ def encode_image(array: np.ndarray, name, quality: int = 95) -> bytes:
 def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int = 95) -> str:
     """Writes an image so that `path` is either the old file or the complete new one.
 
-    The format follows the extension (see FORMATS). The data goes to a temporary file in the
-    same directory, is fsync'ed and then renamed over `path` (os.replace is atomic on one file
-    system). Parent directories are created. Raises InputError, before touching anything, for
+    The format follows the extension (see FORMATS); the file is written through `atomic_file`.
+    Raises InputError, before touching anything, for
     an unknown extension, a bad array, or a `path` that is the same file as one in `protect`
     (the inputs). `rgb_uint8` is uint8 [H, W, 3], [H, W] or, for PNG/WebP/TIFF, [H, W, 4].
 
@@ -490,39 +530,18 @@ def write_image_atomic(path, rgb_uint8: np.ndarray, *, protect=(), quality: int 
     array = np.asarray(rgb_uint8)
     fmt = _checked_format(path, array, quality)
     for source in protect:
-        if source is not None and _same_file(name, os.fspath(source)):
+        if source is not None and same_file(name, os.fspath(source)):
             raise _err(path, f"refusing to overwrite the input {os.fspath(source)}")
     if os.path.isdir(name):
         raise _err(path, "is a directory")
 
     options = _save_options(fmt, quality)
     image = Image.fromarray(array)
-    directory = os.path.dirname(os.path.abspath(name))
-    os.makedirs(directory, exist_ok=True)
-    while True:
-        temp = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(4)}.tmp")
-        try:
-            # Created like any new file (0o666 less the umask), not mkstemp's 0o600.
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(name) as f:
             image.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        try:  # Keep the permissions of the file being replaced.
-            os.chmod(temp, stat.S_IMODE(os.stat(name).st_mode))
-        except FileNotFoundError:
-            pass
-        os.replace(temp, name)
-    except BaseException as e:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, Exception) and not isinstance(e, OSError):
+    except Exception as e:
+        if not isinstance(e, OSError):
             raise OSError(f"{name}: cannot write the image: {e}") from e
         raise
     return name
@@ -576,7 +595,7 @@ def match_masks(image_paths, mask_dir) -> MaskMatches:
             for key in (stem.lower(), stem.lower() + "_mask", stem.lower() + "-mask")
             for entry in by_stem.get(key, [])
         ]
-        candidates = [c for c in candidates if not _same_file(c, os.fspath(image))]
+        candidates = [c for c in candidates if not same_file(c, os.fspath(image))]
         if len(candidates) == 1:
             masks[image] = candidates[0]
         elif not candidates:

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from hifill_tf.io import atomic_file
+
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "hifill_default.npz")
 NETWORK_PIXELS_KEY = "__network_pixels__"
 
@@ -33,9 +35,8 @@ def save_generator_weights(generator, path, network_pixels=None):
     network_pixels = network_pixels or getattr(generator, "network_pixels", None)
     if network_pixels:
         arrays[NETWORK_PIXELS_KEY] = np.array(int(network_pixels), np.int64)
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 

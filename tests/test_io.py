@@ -308,6 +308,42 @@ def test_write_image_atomic_bad_requests_leave_nothing_behind(tmp_path, monkeypa
     assert _entries(tmp_path) == ["out.png"]  # and no temporary file is left
 
 
+def test_atomic_file_text_binary_failure_and_permissions(tmp_path):
+    target = tmp_path / "deeper" / "table.md"
+    with io.atomic_file(target, "w") as f:  # creates deeper/
+        f.write("| a | é |\n")
+    assert target.read_text(encoding="utf-8") == "| a | é |\n"
+    os.chmod(target, 0o640)
+    with io.atomic_file(target) as f:
+        f.write(b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    assert os.stat(target).st_mode & 0o777 == 0o640  # the replaced file's permissions are kept
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with io.atomic_file(target) as f:
+            f.write(b"half")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"\x00\x01"  # untouched
+    assert _entries(tmp_path / "deeper") == ["table.md"]  # no temporary file left
+
+
+def test_evaluate_write_atomic_keeps_the_old_table_on_failure(tmp_path, monkeypatch):
+    from hifill_tf import evaluate
+
+    table = tmp_path / "quality.md"
+    evaluate.write_atomic(table, "old\n")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        raise OSError("no space left")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="no space"):
+        evaluate.write_atomic(table, "new\n")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert table.read_text() == "old\n" and _entries(tmp_path) == ["quality.md"]
+
+
 # --------------------------------------------------------------------------------------- batches
 
 

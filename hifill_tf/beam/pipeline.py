@@ -101,7 +101,7 @@ def _same(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return False
     if files.is_local(a) and files.is_local(b):
-        return io._same_file(a, b)
+        return io.same_file(a, b)
     return a == b
 
 

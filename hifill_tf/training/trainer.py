@@ -20,9 +20,11 @@ import time
 import keras
 import tensorflow as tf
 
+from hifill_tf.cli_util import format_seconds
 from hifill_tf.data.pipeline import make_dataset
+from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
-from hifill_tf.models.generator import Generator
+from hifill_tf.models.generator import Generator, paste
 from hifill_tf.training import cpu
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.weights import load_generator_weights, save_generator_weights
@@ -150,10 +152,8 @@ def read_config(model_dir):
 
 
 def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_file(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def load_generator(model_dir):
@@ -204,7 +204,7 @@ def _image_grid(batch, outputs):
     """Rows of input | masked | coarse | refined (pasted), for TensorBoard."""
     image, mask = batch["image"], batch["mask"]
     masked = image * (1.0 - mask) + mask  # hole shown white
-    coarse = outputs["coarse"] * mask + image * (1.0 - mask)
+    coarse = paste(outputs["coarse"], image, mask)
     row = tf.concat([image, masked, coarse, outputs["inpainted"]], axis=2)
     return (row + 1.0) / 2.0
 
@@ -316,7 +316,7 @@ def train(config, progress=print):
                     tf.summary.scalar("perf/step_seconds", step_time)
                     tf.summary.scalar("perf/images_per_second", images_per_step / step_time)
                 progress(f"step {step}/{config['steps']}  {step_time:.2f} s/step  "
-                         f"{images_per_step / step_time:.1f} img/s  ETA {_hms(eta)}  "
+                         f"{images_per_step / step_time:.1f} img/s  ETA {format_seconds(eta)}  "
                          + "  ".join(f"{k}={v:.4g}" for k, v in values.items()
                                      if k in ("g_loss", "rec_loss", "d_loss", "gradient_penalty")))
                 for tracker in gan.trackers.values():
@@ -345,7 +345,7 @@ def train(config, progress=print):
     if stop.signal is not None:
         progress(f"stopped by signal {stop.signal} at step {step}; checkpoint saved; run again "
                  f"with the same --model_dir to resume")
-    progress(f"done: step {step}, {images} images in {_hms(seconds)}")
+    progress(f"done: step {step}, {images} images in {format_seconds(seconds)}")
     return dict(step=step, seconds=seconds, images=images, signal=stop.signal)
 
 
@@ -399,8 +399,3 @@ def _init_generator(generator, source):
         raise TrainingError(f"--init_generator {source}: no checkpoint in {CHECKPOINT_DIR}/")
     _restore_generator(read_config(source) or {}, latest, generator)
     return "checkpoint", latest
-
-
-def _hms(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
