@@ -114,15 +114,14 @@ def dense_inpaint_function(generator, height, width, max_pixels):
         full = tf.cast(padded, tf.float32)
         low = tf.nn.avg_pool2d(full[None], factor, factor, "VALID")
         low_hole = tf.nn.max_pool2d(tf.cast(hole, tf.float32)[None], factor, factor, "VALID")
-        outputs = generator(low / 127.5 - 1.0, low_hole)
-        inpainted = (outputs["inpainted"] + 1.0) * 127.5
+        inpainted, scores = cra.run_network(generator, low, low_hole)
         big = [net_h * factor, net_w * factor]
         up_low = tf.image.resize(low, big, "bilinear")[0]
         up_inpainted = tf.image.resize(inpainted, big, "bilinear")[0]
         residual = full - up_low
         patches = tf.reshape(cra.to_cells(residual, grid, size), [grid[0] * grid[1], -1])
         # Eq. (4) for every cell: [target, patch] = scores[source, target]^T @ patches.
-        aggregated = tf.matmul(outputs["scores"][0], patches, transpose_a=True)
+        aggregated = tf.matmul(scores[0], patches, transpose_a=True)
         aggregated = cra.from_cells(tf.reshape(aggregated, [-1, size, size, 3]), grid, size)
         result = tf.cast(tf.clip_by_value(tf.round(up_inpainted + aggregated), 0.0, 255.0), tf.uint8)
         return tf.where(hole, result, padded)[:height, :width]
@@ -134,15 +133,16 @@ def full_resolution_function(generator):
     """The generator at full resolution: pad to a multiple of 16, run, paste, crop."""
     import tensorflow as tf
 
+    from hifill_tf import cra
+
     @tf.function
     def full(image, mask):
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         pad = [[0, -height % 16], [0, -width % 16], [0, 0]]
         hole = mask[..., None] > 0
-        padded = tf.cast(tf.pad(image, pad, mode="SYMMETRIC"), tf.float32) / 127.5 - 1.0
-        padded_hole = tf.cast(tf.pad(hole, pad), tf.float32)
-        out = generator(padded[None], padded_hole[None])["inpainted"][0]
-        out = tf.cast(tf.clip_by_value(tf.round((out + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+        padded = tf.cast(tf.pad(image, pad, mode="SYMMETRIC"), tf.float32)
+        out = cra.run_network(generator, padded[None], tf.pad(hole, pad)[None])[0][0]
+        out = tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
         return tf.where(hole, out[:height, :width], image)
 
     return full

@@ -32,13 +32,33 @@ cell as two small matrix products instead of ``tf.nn.avg_pool2d`` /
 
 import tensorflow as tf
 
-from hifill_tf.layers.contextual_attention import cell_mask
+from hifill_tf.layers.contextual_attention import cell_mask, touched_by_hole
 
 CELL = 16  # network pixels per attention cell: the grid is the input / 16
 MAX_PIXELS = 512 * 512
 
 
 MIN_PIXELS = CELL * CELL  # the smallest network input is one 16 x 16 attention cell
+
+
+def to_network(pixels):
+    """Pixel values in [0, 255] -> the generator's range [-1, 1] (its outputs are tanh)."""
+    return pixels / 127.5 - 1.0
+
+
+def from_network(values):
+    """The generator's [-1, 1] -> pixel values in [0, 255] (float, not rounded)."""
+    return (values + 1.0) * 127.5
+
+
+def run_network(generator, low, low_hole):
+    """The generator on float pixels [B, h, w, 3] in [0, 255] and a hole [B, h, w, 1].
+
+    Returns (the inpainted image in [0, 255], the attention scores [B, source, target]): the
+    one network call of CRA, the bicubic baseline and the benchmarks.
+    """
+    outputs = generator(to_network(low), tf.cast(low_hole, tf.float32))
+    return from_network(outputs["inpainted"]), outputs["scores"]
 
 
 def network_pixels(generator, max_pixels=None):
@@ -140,7 +160,7 @@ def from_cells(cells, grid, size):
 
 def source_cells(hole_cells, patch_size=3):
     """Cells whose attention patch is untouched by the hole (non-zero scores)."""
-    touched = tf.nn.max_pool2d(hole_cells[None], patch_size, 1, "SAME")[0]
+    touched = touched_by_hole(tf.cast(hole_cells[None], tf.float32), patch_size)[0]
     return tf.reshape(touched, [-1]) == 0
 
 
@@ -402,13 +422,13 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
         factor, net_h, net_w = plan(height, width, max_pixels)
         # The photo is never padded: reduce_photo and aggregate read its mirror padding by index.
         low, low_hole = reduce_photo(image, hole, factor, net_h, net_w)
-        outputs = generator(low[None] / 127.5 - 1.0, low_hole[None])
-        inpainted = (outputs["inpainted"][0] + 1.0) * 127.5
+        inpainted, scores = run_network(generator, low[None], low_hole[None])
+        inpainted = inpainted[0]
         alpha = None
         if feather > 0:  # the seam weights of the padded hole, as the box blur sees it
             pad = [[0, net_h * factor - height], [0, net_w * factor - width], [0, 0]]
             alpha = feather_weights(tf.pad(hole, pad, mode="SYMMETRIC"), feather)[:height, :width]
-        return aggregate(image, hole, low, inpainted, outputs["scores"][0], factor, alpha=alpha,
+        return aggregate(image, hole, low, inpainted, scores[0], factor, alpha=alpha,
                          patch_size=getattr(generator, "attention_patch_size", 3), low_hole=low_hole)
 
     checks = [tf.debugging.assert_equal(tf.reduce_all(hole), False,

@@ -379,7 +379,7 @@ def make_dataset(
         image, mask = training_view(window, hole, factor, size)
         if color_augment:  # its own stream: windows, flips and masks stay as without it
             image = recolour(image, tf.random.experimental.stateless_fold_in(example_seed, 7))
-        image = tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+        image = tf.clip_by_value(cra.to_network(image), -1.0, 1.0)
         return {"image": image, "mask": mask}
 
     dataset = encoded.enumerate()

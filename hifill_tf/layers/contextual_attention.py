@@ -27,6 +27,15 @@ def cell_mask(mask, grid_shape):
     return tf.reduce_max(blocks, axis=[2, 4])
 
 
+def touched_by_hole(hole_cells, patch_size):
+    """1 where the ``patch_size`` x ``patch_size`` patch centred on a cell holds a hole cell.
+
+    ``hole_cells`` float [B, gh, gw, 1] (``cell_mask``). Only untouched cells are attention
+    sources (Eq. 2 sums over background patches): ACM and CRA's ``source_cells`` both ask here.
+    """
+    return tf.nn.max_pool2d(hole_cells, patch_size, 1, "SAME")
+
+
 def grid_to_patches(x, grid_shape):
     """Split [B, H, W, C] into the non-overlapping cells of a (gh, gw) grid.
 
@@ -100,7 +109,7 @@ class AttentionComputing(keras.layers.Layer):
         patches = tf.math.l2_normalize(patches, axis=-1)
         cosine = tf.matmul(patches, patches, transpose_b=True)  # Eq. (1), [B, src, tgt]
 
-        touched = tf.nn.max_pool2d(hole, k, 1, "SAME")
+        touched = touched_by_hole(hole, k)
         background = 1.0 - tf.reshape(touched, [shape[0], n, 1])
         logits = self.softmax_scale * cosine
         # Softmax over background sources (Eq. 2), written out so that hole

@@ -32,6 +32,11 @@ TRANSFER_SPEC = {3: "K3S1C128", 2: "K3S1C64 - K3S1C64D2", 1: "K3S1C32 - K3S1C32D
 _CONV = re.compile(r"K(\d+)S(\d+)C(\d+)(?:D(\d+))?$")
 
 
+def paste(fill, image, hole):
+    """``fill`` inside the hole (1 = hole), ``image`` outside: the one paste of a fill."""
+    return fill * hole + image * (1.0 - hole)
+
+
 def parse_spec(spec):
     """Parse an appendix layer list into (op, args) tuples."""
     ops = []
@@ -145,12 +150,11 @@ class Generator(keras.Model):
         # tf.cast, not convert_to_tensor: under a mixed policy Keras hands us float16.
         image = tf.cast(image, tf.float32)
         hole = tf.cast(hole, tf.float32)
-        context = 1.0 - hole
-        masked = image * context
+        masked = image * (1.0 - hole)
         # Casts keep the image path in float32 under a mixed-precision policy.
         coarse = tf.cast(_apply(self.coarse, tf.concat([masked, hole], axis=-1)), tf.float32)
 
-        x = tf.concat([coarse * hole + masked, hole], axis=-1)
+        x = tf.concat([paste(coarse, image, hole), hole], axis=-1)
         p1 = _apply(self.refine["encoder1"], x)
         p2 = _apply(self.refine["encoder2"], p1)
         p3 = _apply(self.refine["encoder3"], p2)
@@ -170,7 +174,7 @@ class Generator(keras.Model):
         return {
             "coarse": coarse,
             "refined": refined,
-            "inpainted": refined * hole + masked,
+            "inpainted": paste(refined, image, hole),
             "scores": tf.cast(scores, tf.float32),
         }
 

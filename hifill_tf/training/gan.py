@@ -76,12 +76,8 @@ class HiFillGAN(keras.Model):
     def call(self, inputs, training=None):
         return self.generator(inputs["image"], inputs["mask"], training=training)
 
-    def _paste(self, image, mask, training):
-        outputs = self.generator(image, mask, training=training)
-        return outputs, outputs["refined"] * mask + image * (1.0 - mask)
-
     def _critic_step(self, image, mask, replica_scale):
-        _, fake = self._paste(image, mask, training=True)
+        fake = self.generator(image, mask, training=True)["inpainted"]
         fake = tf.stop_gradient(fake)
         alpha = self.interpolation_alpha(tf.shape(image)[0])
         with tf.GradientTape() as tape:
@@ -123,7 +119,8 @@ class HiFillGAN(keras.Model):
 
         image, mask = images[:, -1], masks[:, -1]
         with tf.GradientTape() as tape:
-            outputs, fake = self._paste(image, mask, training=True)
+            outputs = self.generator(image, mask, training=True)
+            fake = outputs["inpainted"]  # the refined output pasted into the hole
             rec = losses.reconstruction_loss(outputs["refined"], image, mask,
                                              self.hole_weight, self.context_weight)
             coarse_rec = losses.reconstruction_loss(outputs["coarse"], image, mask,
