@@ -64,8 +64,24 @@ def _wait_for(predicate, process, timeout=240):
     raise AssertionError("timed out")
 
 
+def _read_until(process, prefix, lines, timeout=240):
+    """Lines of `process` up to the first that starts with `prefix` (collected in `lines`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if line.startswith(prefix):
+            return line
+        assert line or process.poll() is None, "".join(lines)
+    raise AssertionError(f"timed out waiting for {prefix!r}: " + "".join(lines))
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_restores_step_and_optimizer_state(photos, tmp_path):
+def test_sigkill_then_resume_then_sigterm_keeps_step_weights_and_optimizer_state(photos, tmp_path):
+    """Killed (SIGKILL) after a checkpoint, resumed, then stopped (SIGTERM) at an arbitrary step.
+
+    One run through both signals: each train.py start costs a TensorFlow import and a trace.
+    """
     model_dir = tmp_path / "run"
     process = subprocess.Popen(_command(photos, model_dir, 1000), env=_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,12 +100,26 @@ def test_sigkill_then_resume_restores_step_and_optimizer_state(photos, tmp_path)
     config = json.loads((model_dir / "config.json").read_text())
     assert config["image_size"] == 64 and config["critic_steps"] == 1 and config["steps"] == 1000
 
-    target = g_iter + 2
-    result = subprocess.run(_command(photos, model_dir, target), env=_env(),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"resumed from {path} at step {g_iter}" in result.stdout
-    assert f"done: step {target}" in result.stdout
+    # Resume; no periodic checkpoint now, so only SIGTERM can write the next one.
+    process = subprocess.Popen(_command(photos, model_dir, 1000, "--checkpoint_every", "1000"),
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    lines = []
+    _read_until(process, "resumed from", lines)
+    assert lines[-1].strip() == f"resumed from {path} at step {g_iter}"
+    _read_until(process, f"step {g_iter + 3}/", lines)
+    process.send_signal(signal.SIGTERM)
+    rest = process.communicate(timeout=120)[0]
+    assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
+    stopped = [l for l in rest.splitlines() if l.startswith("stopped by signal")]
+    assert stopped, rest
+    step = int(stopped[0].split(" at step ")[1].split(";")[0])
+    assert step >= g_iter + 3
+    # Both optimizers continued from their saved counts: restored, not recreated.
+    g_now, d_now, path = _checkpoint_iterations(model_dir)
+    assert (g_now, d_now) == (step, step)
+    assert json.loads((model_dir / "config.json").read_text())["resumed_at_step"] == g_iter
+
     # Every generator and critic weight (and the random state) is restored by name, exactly.
     from hifill_tf.training import trainer
     gan = trainer.build_gan({**trainer.DEFAULTS, **config})
@@ -104,33 +134,6 @@ def test_sigkill_then_resume_restores_step_and_optimizer_state(photos, tmp_path)
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(fresh, gan.generator.weights))
     np.testing.assert_array_equal(gan.seed_generator.state.numpy(),
                                   reader.get_tensor("seed_state/.ATTRIBUTES/VARIABLE_VALUE"))
-    # The critic optimizer continued from its saved count: restored, not recreated.
-    assert _checkpoint_iterations(model_dir)[:2] == (target, target)
-    assert json.loads((model_dir / "config.json").read_text())["resumed_at_step"] == g_iter
-
-
-@pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_at_the_current_step(photos, tmp_path):
-    model_dir = tmp_path / "run"
-    process = subprocess.Popen(_command(photos, model_dir, 1000, "--checkpoint_every", "1000"),
-                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    lines = []
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        line = process.stdout.readline()
-        lines.append(line)
-        if line.startswith("step 3/"):
-            break
-        assert process.poll() is None, "".join(lines)
-    process.send_signal(signal.SIGTERM)
-    rest = process.communicate(timeout=120)[0]
-    assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
-    stopped = [l for l in rest.splitlines() if l.startswith("stopped by signal")]
-    assert stopped, rest
-    step = int(stopped[0].split(" at step ")[1].split(";")[0])
-    assert step >= 3
-    assert _checkpoint_iterations(model_dir)[0] == step
 
 
 def test_init_generator_loads_by_name_and_fails_clearly_on_a_mismatch(tmp_path, monkeypatch):
@@ -167,11 +170,12 @@ def test_bad_configuration_is_one_clear_error(photos, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag", ["--mixed_precision", "--strategy=multi_worker"])
-def test_mixed_precision_and_multi_worker_train_with_finite_losses(photos, tmp_path, flag):
-    # mixed_float16 is meant for GPUs but runs on CPU too; multi_worker without
-    # TF_CONFIG is a one-worker cluster. Both must train, save and report finite losses.
-    result = subprocess.run(_command(photos, tmp_path / "run", 2, flag), env=_env(),
+def test_mixed_precision_under_multi_worker_trains_with_finite_losses(photos, tmp_path):
+    # mixed_float16 is meant for GPUs but runs on CPU too; multi_worker without TF_CONFIG is a
+    # one-worker cluster. Together in one run (one TensorFlow start): it must train, save and
+    # report finite losses, with the loss scale and the strategy's collective paths both in use.
+    result = subprocess.run(_command(photos, tmp_path / "run", 2, "--mixed_precision",
+                                     "--strategy=multi_worker"), env=_env(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done: step 2" in result.stdout
