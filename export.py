@@ -16,8 +16,8 @@ import time
 
 from absl import app, flags, logging
 
-from hifill_tf import cra
-from hifill_tf.export import saved_model
+# TensorFlow loads only once the flags and files are checked (hifill_tf.cra and
+# hifill_tf.export import it): --help and a mistyped flag or path answer in a fraction of a second.
 from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator
 
 FLAGS = flags.FLAGS
@@ -35,13 +35,10 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing export in --output_di
 flags.mark_flag_as_required("output_dir")
 
 
-def _load_generator():
-    """(generator, description of where its weights came from)."""
+def _weights_path():
+    """The weights file to export (None with --checkpoint); FileNotFoundError if it is missing."""
     if FLAGS.checkpoint:
-        from hifill_tf.training import trainer  # the training stack, only when asked for
-
-        generator, path = trainer.load_generator(FLAGS.checkpoint)
-        return generator, f"checkpoint {path}"
+        return None
     path = FLAGS.weights or DEFAULT_WEIGHTS
     if not os.path.exists(path):
         if FLAGS.weights:
@@ -50,7 +47,17 @@ def _load_generator():
             f"{path}: the bundled default weights are not installed; pass --weights FILE.npz "
             "(saved by hifill_tf.weights.save_generator_weights) or --checkpoint MODEL_DIR "
             "(a train.py --model_dir)")
-    return load_generator(path), f"weights {path}"
+    return path
+
+
+def _load_generator(weights_path):
+    """(generator, description of where its weights came from)."""
+    if weights_path is None:
+        from hifill_tf.training import trainer  # the training stack, only when asked for
+
+        generator, path = trainer.load_generator(FLAGS.checkpoint)
+        return generator, f"checkpoint {path}"
+    return load_generator(weights_path), f"weights {weights_path}"
 
 
 def main(argv):
@@ -61,16 +68,23 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     if FLAGS.weights and FLAGS.checkpoint:
         sys.exit("export.py: give --weights or --checkpoint, not both")
+    output_dir = os.path.abspath(FLAGS.output_dir)
+    try:
+        weights_path = _weights_path()
+    except FileNotFoundError as error:
+        sys.exit(f"export.py: {error}")
+
+    from hifill_tf import cra
+    from hifill_tf.export import saved_model
+
     if FLAGS.max_pixels is not None:
         try:
             cra.network_pixels(None, FLAGS.max_pixels)  # the one budget check, before the slow part
         except ValueError as error:
             sys.exit(f"export.py: --{error}")
-
-    output_dir = os.path.abspath(FLAGS.output_dir)
     try:
         saved_model.check_output_dir(output_dir, FLAGS.overwrite)  # before the slow part
-        generator, source = _load_generator()
+        generator, source = _load_generator(weights_path)
         print(f"Exporting the generator from {source} to {output_dir} (tracing takes a while)...",
               flush=True)
         start = time.time()

@@ -22,7 +22,7 @@ from hifill_tf import io as hio
 from hifill_tf.export import saved_model
 from hifill_tf.export.saved_model import export_saved_model
 from hifill_tf.models.generator import Generator
-from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator_weights, save_generator_weights
+from hifill_tf.weights import load_generator_weights, save_generator_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -284,16 +284,20 @@ def test_export_script_checkpoint(tmp_path):
 
 
 def test_export_script_errors(tmp_path):
-    script = [sys.executable, "export.py", "--output_dir", str(tmp_path / "out")]
+    from test_infer import _WITHOUT_TENSORFLOW
+
+    # --help and these errors answer before TensorFlow is imported (it takes seconds).
+    script = [sys.executable, "-c", _WITHOUT_TENSORFLOW, "export.py", "--output_dir",
+              str(tmp_path / "out")]
+    # (sys.exit's message is the exit code the wrapper prints.)
     both = _run(script + ["--weights", "a.npz", "--checkpoint", "run"])
-    assert both.returncode != 0 and "not both" in both.stderr
+    assert ("exit export.py: give --weights or --checkpoint, not both tensorflow imported: False"
+            in both.stdout), both.stdout + both.stderr
     missing = _run(script + ["--weights", str(tmp_path / "nope.npz")])
-    assert missing.returncode != 0 and "nope.npz: weights file not found" in missing.stderr
-    if not os.path.exists(DEFAULT_WEIGHTS):  # until the bundled weights exist
-        default = _run(script)
-        assert default.returncode != 0
-        assert f"{DEFAULT_WEIGHTS}: the bundled default weights are not installed" in default.stderr
-        assert "--weights" in default.stderr and "--checkpoint" in default.stderr
+    assert "nope.npz: weights file not found tensorflow imported: False" in missing.stdout
+    helped = _run(script[:4] + ["--help"])
+    assert "--max_pixels" in helped.stdout + helped.stderr
+    assert "exit 1 tensorflow imported: False" in helped.stdout
     assert not (tmp_path / "out").exists()
 
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from hifill_tf import evaluate, io
 from hifill_tf.training import trainer
-from hifill_tf.training.validation import (Validator, attention_statistics, plot_learning_curve,
-                                           read_log)
+from hifill_tf.training.validation import (Validator, _stages, attention_statistics,
+                                           plot_learning_curve, read_log)
 from hifill_tf.weights import load_generator
 from test_infer import PHOTO
 
@@ -73,4 +73,14 @@ def test_training_validates_keeps_the_best_and_plots(folder, tmp_path):
     assert validator(kept)["hole_l1"] == pytest.approx(best, abs=0.5)  # float16 weights
     png = plot_learning_curve(records, str(tmp_path / "curve.png"))
     assert Image.open(png).size[0] > 300
+    # Stages from the command line: a label starts a stage, an unlabelled file joins it.
+    log = str(tmp_path / "run" / trainer.VALIDATION_LOG)
+    later = tmp_path / "later.jsonl"
+    later.write_text("".join(json.dumps({**r, "images_seen": r["images_seen"] + 10}) + "\n"
+                             for r in records))
+    stages = _stages([f"reconstruction={log}", f"adversarial={later}", log])
+    assert list(stages) == ["reconstruction", "adversarial"]
+    assert [r["images_seen"] for r in stages["adversarial"]] == [1001, 1002, 1011, 1012]
+    two = Image.open(plot_learning_curve(stages, str(tmp_path / "stages.png")))
+    assert np.asarray(two.convert("RGB")).std() > 10  # drawn, not blank
     json.dumps(records)  # plain JSON values

@@ -92,33 +92,57 @@ def read_log(paths):
 
 
 def plot_learning_curve(records, path, title="Validation: in-hole L1 (lower is better)"):
-    """PNG of the model's validation hole L1 against images seen, with Telea's as a line."""
+    """PNG of validation hole L1 (and sharpness below it) against images seen; Telea as a line.
+
+    ``records`` is one run's list of validation records, or a dict {stage label: records} to
+    show the stages of a run (say reconstruction, then the adversarial fine-tune) in their own
+    colours on one images-seen axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = [r["images_seen"] for r in records]
-    figure, axis = plt.subplots(figsize=(7, 3.6), dpi=110)
-    axis.plot(images, [r["hole_l1"] for r in records], marker=".", label="hifill_tf (with CRA)")
-    axis.axhline(records[-1]["telea_hole_l1"], color="tab:red", linestyle="--",
-                 label="OpenCV Telea")
-    axis.set_xlabel("training images seen")
-    axis.set_ylabel("in-hole L1 (0-255)")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend()
+    stages = records if isinstance(records, dict) else {"hifill_tf (with CRA)": records}
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), dpi=110, sharex=True,
+                                         gridspec_kw={"height_ratios": [2, 1]})
+    for label, stage in stages.items():
+        images = [r["images_seen"] for r in stage]
+        top.plot(images, [r["hole_l1"] for r in stage], marker=".", label=label)
+        bottom.plot(images, [r["sharpness"] for r in stage], marker=".", label=label)
+    last = [r for stage in stages.values() for r in stage][-1]
+    top.axhline(last["telea_hole_l1"], color="tab:red", linestyle="--", label="OpenCV Telea")
+    bottom.axhline(last["telea_sharpness"], color="tab:red", linestyle="--")
+    top.set_ylabel("in-hole L1 (0-255)")
+    top.set_title(title)
+    top.legend()
+    bottom.set_ylabel("sharpness (1 = truth)")
+    bottom.set_xlabel("training images seen")
+    for axis in (top, bottom):
+        axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return path
 
 
+def _stages(arguments):
+    """``[LABEL=]PATH ...`` -> {label: records}; files without a label join the one before."""
+    stages, label = {}, None
+    for argument in arguments:
+        name, _, path = argument.rpartition("=")
+        label = name or label or "hifill_tf (with CRA)"
+        stages[label] = read_log([path]) + stages.get(label, [])
+        stages[label].sort(key=lambda r: r["images_seen"])
+    return stages
+
+
 if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Plot the learning curve of validation.jsonl logs.")
-    parser.add_argument("logs", nargs="+", help="validation.jsonl files of one run's stages")
+    parser.add_argument("logs", nargs="+", metavar="[LABEL=]PATH",
+                        help="validation.jsonl files; a LABEL= prefix starts a new stage (colour)")
     parser.add_argument("--output", required=True, help="PNG to write")
     arguments = parser.parse_args()
-    print(plot_learning_curve(read_log(arguments.logs), arguments.output))
+    print(plot_learning_curve(_stages(arguments.logs), arguments.output))
