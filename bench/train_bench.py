@@ -112,7 +112,7 @@ def run_worker(spec):
                                "critic_steps": 0, "adversarial_weight": 0.0})
             image, mask = data["image"][:, -1], data["mask"][:, -1]
             with tf.GradientTape() as tape:
-                outputs, _ = fresh._paste(image, mask, training=True)
+                outputs = fresh.generator(image, mask, training=True)
                 loss = sum(gan_losses(fresh, outputs, image, mask))
             grads = tape.gradient(loss, fresh.generator.trainable_variables)
             np.savez(command[1], loss=float(loss), **{f"g{i}": g.numpy() for i, g in enumerate(grads)})

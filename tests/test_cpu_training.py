@@ -71,7 +71,7 @@ mask = tf.constant(mask)
 @tf.function
 def grads():
     with tf.GradientTape() as tape:
-        out, _ = gan._paste(image, mask, training=True)
+        out = gan.generator(image, mask, training=True)
         loss = (losses.reconstruction_loss(out["refined"], image, mask, 1.0, 1.2)
                 + losses.reconstruction_loss(out["coarse"], image, mask, 1.0, 1.2))
     return loss, tape.gradient(loss, gan.generator.trainable_variables)
