@@ -205,9 +205,9 @@ def _dilate_reference(mask, r):
 
 
 @pytest.mark.parametrize("shape", [(37, 131), (70, 64), (5, 200), (150, 9)])
-@pytest.mark.parametrize("strip_words", [io._STRIP_WORDS, 1])  # 1: many strips of 4r rows
+@pytest.mark.parametrize("strip_words", [io.masks._STRIP_WORDS, 1])  # 1: many strips of 4r rows
 def test_dilate_mask_matches_brute_force(shape, strip_words, monkeypatch):
-    monkeypatch.setattr(io, "_STRIP_WORDS", strip_words)
+    monkeypatch.setattr(io.masks, "_STRIP_WORDS", strip_words)  # where dilate_mask reads it
     rng = np.random.default_rng(shape[0])
     for density in (0.003, 0.05, 0.4):
         mask = (rng.random(shape) < density).astype(np.uint8) * 255
