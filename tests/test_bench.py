@@ -1,4 +1,5 @@
-"""bench/cra_bench.py --mode=users: its holes (bench/holes.py)."""
+"""bench/cra_bench.py --mode=users: its holes (bench/holes.py) and its release_numpy reference
+(bench/release.py)."""
 
 import os
 import sys
@@ -10,6 +11,7 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, BENCH)
 
 import holes  # noqa: E402
+import release  # noqa: E402
 
 FRACTIONS = (0.05, 0.15, 0.25, 0.40)
 
@@ -69,3 +71,97 @@ def test_hole_arguments():
         holes.make_hole(64, 64, "circle", 0.1)
     with pytest.raises(ValueError, match="fraction"):
         holes.make_hole(64, 64, "blob", 40)
+
+
+# ---------------------------------------------------------------- release_numpy
+
+def test_release_aggregate_is_eq4_by_hand():
+    """Eq. (4): a hole pixel is up(output) + sum_i s_ij R_i at the same place in source cell i.
+
+    A 64x64 photo and the release's 512x512 network (32x32 cells of 2x2 px); the network
+    images are constant, so their up-sampling is exact and R = photo - constant.
+    """
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    hole = np.zeros((64, 64), bool)
+    hole[20:31, 33:50] = True
+    level_in, level_out = 110.0, 140.0
+    small_in = np.full((512, 512, 3), level_in, np.float32)
+    small_out = np.full((512, 512, 3), level_out, np.float32)
+    cells = 32 * 32
+    scores = np.zeros((cells, cells), np.float32)  # [source, target]
+    for target in range(cells):
+        scores[rng.choice(cells, 3, replace=False), target] = (0.5, 0.3, 0.2)
+
+    out = release.aggregate(photo, hole, small_in, small_out, scores)
+
+    residual = photo.astype(np.float64) - level_in
+    expected = photo.copy()
+    for y, x in zip(*np.nonzero(hole)):
+        target = (y // 2) * 32 + x // 2
+        value = level_out + sum(scores[i, target] * residual[(i // 32) * 2 + y % 2, (i % 32) * 2 + x % 2]
+                                for i in np.nonzero(scores[:, target])[0])
+        expected[y, x] = np.clip(np.round(value), 0, 255)
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert np.abs(out.astype(int) - expected).max() <= 1  # rounding of exact .5 only
+    assert (out == expected).mean() > 0.99
+    assert np.abs(out[hole].astype(int) - level_out).mean() > 10  # the residuals did arrive
+
+
+def test_release_aggregate_matches_cra():
+    """The dense NumPy product over all cells equals cra.aggregate's sparse one (TF)."""
+    tf = pytest.importorskip("tensorflow")
+    from hifill_tf import cra
+
+    rng = np.random.default_rng(1)
+    gh, gw, factor = 6, 8, 2
+    height, width = gh * 16 * factor, gw * 16 * factor
+    photo = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    hole = np.zeros((height, width), bool)
+    hole[70:110, 100:170] = True
+    hole[150:152, 10:200] = True
+    low = rng.uniform(0, 255, (gh * 16, gw * 16, 3)).astype(np.float32)
+    filled = rng.uniform(0, 255, (gh * 16, gw * 16, 3)).astype(np.float32)
+    hole_cells = hole.reshape(gh, 16 * factor, gw, 16 * factor).any(axis=(1, 3))
+    sources = cra.source_cells(tf.constant(hole_cells[..., None])).numpy()
+    assert 0 < sources.sum() < gh * gw
+    scores = rng.uniform(0, 1, (gh * gw, gh * gw)).astype(np.float32)
+    scores[~sources] = 0.0  # as the generator's: only cells untouched by the hole are sources
+    scores /= scores.sum(axis=0, keepdims=True)
+
+    ours = release.aggregate(photo, hole, low, filled, scores)
+    theirs = cra.aggregate(tf.constant(photo), tf.constant(hole[..., None]), tf.constant(low),
+                           tf.constant(filled), tf.constant(scores), factor).numpy()
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    np.testing.assert_array_equal(ours[~hole], photo[~hole])
+
+
+@pytest.mark.parametrize("size", [(48, 80), (37, 101), (6, 9)])
+def test_bilinear_matches_tf_image_resize(size):
+    tf = pytest.importorskip("tensorflow")
+    small = np.random.default_rng(2).uniform(0, 255, (12, 20, 3)).astype(np.float32)
+    expected = tf.image.resize(small, size, "bilinear").numpy()
+    np.testing.assert_allclose(release.resize_bilinear(small, *size), expected, atol=1e-3)
+
+
+def test_release_inpaint_pads_and_keeps_thin_holes():
+    """A photo that is no multiple of the grid is padded and cropped back; a 1-pixel
+    scratch reaches the network's hole; pixels outside the hole are the input's."""
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (1030, 1100, 3), dtype=np.uint8)
+    mask = np.zeros((1030, 1100), np.uint8)
+    mask[501, 10:1090] = 255
+    seen = {}
+
+    def network(small, hole):
+        seen.update(small=small, hole=hole)
+        return np.full_like(small, 7.0), np.eye(32 * 32, dtype=np.float32)
+
+    out = release.release_inpaint(photo, mask, network)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert seen["small"].shape == (512, 512, 3) and seen["hole"].shape == (512, 512, 1)
+    assert seen["hole"][..., 0].any(axis=1).sum() >= 1  # the 1-px line survives the down-sizing
+    assert seen["hole"][..., 0].any(axis=0).mean() > 0.95  # along its whole length
+    hole = mask > 0
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert (out[hole] != photo[hole]).mean() > 0.5
