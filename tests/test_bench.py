@@ -1,7 +1,9 @@
-"""bench/cra_bench.py --mode=users: its holes (bench/holes.py) and its release_numpy reference
-(bench/release.py)."""
+"""bench/cra_bench.py --mode=users: its holes (bench/holes.py), its release_numpy reference
+(bench/release.py) and a --quick run end to end."""
 
+import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -165,3 +167,33 @@ def test_release_inpaint_pads_and_keeps_thin_holes():
     hole = mask > 0
     np.testing.assert_array_equal(out[~hole], photo[~hole])
     assert (out[hole] != photo[hole]).mean() > 0.5
+
+
+# ---------------------------------------------------------------- the quick run
+
+@pytest.mark.slow
+def test_quick_users_run(tmp_path):
+    md, js = tmp_path / "out" / "users.md", tmp_path / "users.json"
+    command = [sys.executable, os.path.join(BENCH, "cra_bench.py"), "--mode=users", "--quick",
+               "--sizes=512x288", f"--output={md}", f"--json={js}"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(js.read_text())
+    assert data["config"]["mode"] == "users" and data["config"]["repeats"] == 1
+    (record,) = data["records"]
+    assert (record["width"], record["height"], record["photo"]) == (512, 288, "bridge-4352x2448.jpg")
+    (case,) = record["cases"]
+    assert case["kind"] == "strokes" and abs(case["fraction"] - 0.15) <= 0.01
+    results = case["results"]
+    assert sorted(results) == sorted(["hifill", "hifill_512", "release_numpy", "opencv"])
+    for method, result in results.items():
+        assert result["status"] == "ok", (method, result)
+        assert result["runs"] == 1 and result["median"] > 0 and result["peak_rss"] > 0
+    assert results["hifill"]["plan"]["budget"] == 256 * 256  # the bundled model's own
+    assert results["hifill_512"]["plan"]["budget"] == 512 * 512
+    assert results["hifill_512"]["plan"]["net"] == [512, 288]
+    text = md.read_text()
+    assert text.strip() in proc.stdout
+    assert "| 512x288 | strokes | 15% (" in text
+    assert "release_numpy ÷ hifill 256x256" in text and "Telea ÷ hifill 512x512" in text
+    assert "[4/4] 512x288 strokes" in proc.stderr and "ETA" in proc.stderr
