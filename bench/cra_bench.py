@@ -74,6 +74,7 @@ REPEATS = {"scaling": 7, "users": 3}
 USERS_PHOTO = os.path.join(common.REPO, "examples", "bridge-4352x2448.jpg")
 USERS_BUDGET = 512 * 512  # hifill_512 and release_numpy's network size
 FRACTIONS = ["5", "15", "25", "40"]
+FULL_WARMUP_PIXELS = 2048 * 2048  # above: Telea is not warmed up, release_numpy only traces
 QUICK_USERS = dict(sizes=["512x288", "1280x720"], kinds=["strokes"], fractions=["15"])
 
 flags.DEFINE_enum("mode", "scaling", MODES, "scaling: CRA against the dense formulation, the "
@@ -260,7 +261,7 @@ def method_call(method, image, mask, result):
     Returns (call, warm-up call or None, timed repeats).
     """
     height, width = mask.shape
-    large = height * width > 2048 * 2048
+    large = height * width > FULL_WARMUP_PIXELS
     if method == "opencv":
         import cv2
 
