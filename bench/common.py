@@ -268,9 +268,10 @@ def photo_path():
     return None
 
 
-def load_photo(width, height, path=None):
+def load_photo(width, height, path=None, resample="bicubic"):
     """uint8 [height, width, 3]: a real photo cropped to the aspect and resized
-    (bicubic), or a synthetic one (gradients plus texture) if there is none.
+    (``resample``: "bicubic" or "lanczos"), or a synthetic one (gradients plus texture)
+    if there is none.
 
     Returns (array, description).
     """
@@ -285,7 +286,8 @@ def load_photo(width, height, path=None):
         return (np.clip(base + noise, 0, 1) * 255).astype(np.uint8), "synthetic"
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image).convert("RGB")
-        image = ImageOps.fit(image, (width, height), Image.BICUBIC)
+        filters = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+        image = ImageOps.fit(image, (width, height), filters[resample])
         array = np.asarray(image)
     return array, os.path.basename(path)
 
