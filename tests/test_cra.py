@@ -297,7 +297,11 @@ def test_feathered_seam_blends_only_near_the_hole(generator):
     np.testing.assert_array_equal(soft[far], image[far])
     band = near & (mask == 0)
     assert (soft[band] != image[band]).any() and (hard[band] == image[band]).all()
-    np.testing.assert_array_equal(soft[mask > 0], hard[mask > 0])
+    # Inside the hole both are the fill; they round differently (the hard paste folds +0.5
+    # into the up-sampling and truncates, the soft one rounds the blend), so a value at a
+    # .5 boundary may differ by one level.
+    difference = np.abs(soft[mask > 0].astype(int) - hard[mask > 0])
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
 
 
 def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point():

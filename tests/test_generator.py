@@ -10,7 +10,9 @@ from hifill_tf.models.generator import Generator
 
 @pytest.fixture(scope="module")
 def generator():
-    return Generator()
+    generator = Generator()
+    generator.build()  # not every test calls it first (pytest-xdist may reorder them)
+    return generator
 
 
 def _inputs(rng, batch, height, width):
