@@ -504,18 +504,25 @@ def skip_job(progress, label, method, reason):
     return dict(status="skipped", reason=reason)
 
 
+def prepare_size(work, width, height, worker, what):
+    """(label, prefix, worker args of the size, the prepare worker's result) for one size."""
+    label = f"{width}x{height}"
+    prefix = os.path.join(work, label)
+    size_args = worker_args() + [f"--inputs={prefix}", f"--width={width}", f"--height={height}"]
+    print(f"[{label}] preparing {what} ...", file=sys.stderr, flush=True)
+    prepared = spawn([f"--worker={worker}"] + size_args, FLAGS.timeout)
+    if prepared.get("status") != "ok":
+        raise RuntimeError(f"{label}: could not prepare the inputs: {prepared.get('reason')}")
+    return label, prefix, size_args, prepared
+
+
 def orchestrate_scaling(work):
     sizes = [parse_size(s) for s in FLAGS.sizes]
     progress = Progress([(m, w * h) for w, h in sizes for m in FLAGS.methods])
     records = []
     for width, height in sizes:
-        label = f"{width}x{height}"
-        prefix = os.path.join(work, label)
-        size_args = worker_args() + [f"--inputs={prefix}", f"--width={width}", f"--height={height}"]
-        print(f"[{label}] preparing photo and mask ...", file=sys.stderr, flush=True)
-        plan = spawn(["--worker=prepare"] + size_args, FLAGS.timeout)
-        if plan.get("status") != "ok":
-            raise RuntimeError(f"{label}: could not prepare the inputs: {plan.get('reason')}")
+        label, prefix, size_args, plan = prepare_size(work, width, height, "prepare",
+                                                      "photo and mask")
         record = dict(label=label, width=width, height=height, plan=plan, results={})
         compare_outputs = width * height <= FLAGS.compare_max_pixels
         for method in FLAGS.methods:
@@ -544,13 +551,8 @@ def orchestrate_users(work):
     progress = Progress([(m, w * h) for w, h in sizes for _ in range(cases) for m in FLAGS.methods])
     records = []
     for width, height in sizes:
-        label = f"{width}x{height}"
-        prefix = os.path.join(work, label)
-        size_args = worker_args() + [f"--inputs={prefix}", f"--width={width}", f"--height={height}"]
-        print(f"[{label}] preparing the photo and {cases} masks ...", file=sys.stderr, flush=True)
-        prepared = spawn(["--worker=prepare_users"] + size_args, FLAGS.timeout)
-        if prepared.get("status") != "ok":
-            raise RuntimeError(f"{label}: could not prepare the inputs: {prepared.get('reason')}")
+        label, prefix, size_args, prepared = prepare_size(work, width, height, "prepare_users",
+                                                          f"the photo and {cases} masks")
         record = dict(label=label, width=width, height=height, photo=prepared["photo"], cases=[])
         for case in prepared["cases"]:
             case_label = f"{label} {case['kind']} {case['percent']}% (actual {case['fraction']:.1%})"

@@ -159,7 +159,7 @@ def from_cells(cells, grid, size):
 
 
 def source_cells(hole_cells, patch_size=3):
-    """Cells whose attention patch is untouched by the hole (non-zero scores)."""
+    """Cells whose attention patch is untouched by the hole (non-zero scores); bool or float."""
     touched = touched_by_hole(tf.cast(hole_cells[None], tf.float32), patch_size)[0]
     return tf.reshape(touched, [-1]) == 0
 
