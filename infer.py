@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from hifill_tf import io  # noqa: E402
 from hifill_tf.cli_util import (  # noqa: E402
     ModelError, Progress, batch_summary, failure_message, find_model, format_seconds,
-    load_inpainter, read_example)
+    load_inpainter, read_example, skip_unused_imports)
 
 FLAGS = flags.FLAGS
 
@@ -200,6 +200,7 @@ def main(argv):
     if len(argv) > 1:
         raise _usage(f"unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
+    skip_unused_imports()  # before TensorFlow loads: a faster start, less memory
     if FLAGS.saved_model and FLAGS["max_pixels"].present:
         print("note: --max_pixels is ignored with --saved_model (fixed at export)", file=sys.stderr)
     if FLAGS.saved_model and FLAGS.feather:

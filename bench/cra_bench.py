@@ -302,7 +302,8 @@ def method_call(method, image, mask, result):
         return call, call, FLAGS.baseline_repeats
 
     # scaling: uint8 tensors in and out, made before timing (the arrays are dropped)
-    image_t, mask_t = tf.constant(image), tf.constant(mask)
+    image_t = tf.constant(image)
+    mask_t = tf.constant(mask > 0 if method == "cra" else mask)  # inpaint_function takes bool
     if method == "cra":
         fn = api.inpaint_function(generator, FLAGS.max_pixels)
     elif method == "dense":

@@ -27,7 +27,7 @@ def default_generator():
 
 
 def inpaint_function(generator, max_pixels=None, feather=0):
-    """A ``tf.function`` (uint8 [H, W, 3], uint8 [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
+    """A ``tf.function`` (uint8 [H, W, 3], bool hole [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
     max_pixels = cra.network_pixels(generator, max_pixels)
     key = (id(generator), max_pixels, feather)
     with _lock:
@@ -35,7 +35,7 @@ def inpaint_function(generator, max_pixels=None, feather=0):
             _functions[key] = (generator, tf.function(
                 lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels, feather),
                 input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                 tf.TensorSpec([None, None], tf.uint8)],
+                                 tf.TensorSpec([None, None], tf.bool)],
                 # The graph has no Python control flow on tensors (cra uses tf.cond and
                 # tf.while_loop itself): without autograph the first call traces in about
                 # half the time (cold start of infer.py).
@@ -73,7 +73,7 @@ def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):
     if min(image.shape[:2]) < MIN_SIDE:
         raise InputError(f"{label}: image is {image.shape[1]}x{image.shape[0]}; both sides must be "
                          f"at least {MIN_SIDE} pixels")
-    mask = hole_mask(mask, label).astype(np.uint8)
+    mask = hole_mask(mask, label)  # bool, passed as it is: no full-size copy in another type
     try:
         validate_mask(mask, name)
     except EmptyMaskError:

@@ -255,10 +255,6 @@ def aggregate(image, mask, low, inpainted, scores, factor, chunk_bytes=CHUNK_BYT
     """
     size = CELL * factor
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    gh, gw = tf.shape(low)[0] // CELL, tf.shape(low)[1] // CELL
-    padded_w = gw * size
-    size = CELL * factor
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
     net_h, net_w = tf.shape(low)[0], tf.shape(low)[1]
     gh, gw = net_h // CELL, net_w // CELL
     padded_w = gw * size
@@ -405,7 +401,8 @@ def feather_weights(hole, radius):
 
 
 def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
-    """Inpaint a full-resolution photo: uint8 [H, W, 3], mask [H, W, 1] (non-zero = hole).
+    """Inpaint a full-resolution photo: uint8 [H, W, 3], mask [H, W, 1] or [H, W] (bool, or
+    non-zero = hole).
 
     Returns uint8 [H, W, 3]. Pixels outside the hole are the input's (with
     ``feather`` > 0 pixels, a band that wide around the hole is blended
@@ -413,7 +410,8 @@ def inpaint_tensor(generator, image, mask, max_pixels=MAX_PIXELS, feather=0):
     the whole photo fails an assertion (there is no context to borrow from).
     """
     image = tf.convert_to_tensor(image, tf.uint8)
-    hole = tf.convert_to_tensor(mask) > 0
+    hole = tf.convert_to_tensor(mask)
+    hole = hole if hole.dtype == tf.bool else hole > 0
     if hole.shape.rank == 2:
         hole = hole[..., None]
 

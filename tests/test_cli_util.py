@@ -1,8 +1,11 @@
-"""hifill_tf.cli_util: the shared duration format of every progress line and summary."""
+"""hifill_tf.cli_util: the shared duration format, and the imports a front end skips."""
 
+import json
 import math
+import subprocess
+import sys
 
-from hifill_tf.cli_util import format_seconds
+from hifill_tf.cli_util import UNUSED_BY_INFERENCE, format_seconds
 
 
 def test_format_seconds_hand_cases():
@@ -15,3 +18,20 @@ def test_format_seconds_hand_cases():
     assert format_seconds(3725) == "1h02m"
     assert format_seconds(1474 * 3600 + 128) == "1474h02m"  # a training ETA
     assert format_seconds(math.inf) == "?" and format_seconds(math.nan) == "?"
+
+
+def test_skip_unused_imports_makes_them_unimportable():
+    # In a child process: the blocking lasts for the process, so it must not touch this one.
+    code = ("import json\n"
+            "from hifill_tf.cli_util import UNUSED_BY_INFERENCE, skip_unused_imports\n"
+            "skip_unused_imports()\n"
+            "failed = []\n"
+            "for name in UNUSED_BY_INFERENCE:\n"
+            "    try:\n"
+            "        __import__(name)\n"
+            "    except ImportError:\n"
+            "        failed.append(name)\n"
+            "print(json.dumps(failed))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == list(UNUSED_BY_INFERENCE)
+    assert "pandas" in UNUSED_BY_INFERENCE and "tensorflow" not in UNUSED_BY_INFERENCE
