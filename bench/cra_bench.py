@@ -60,7 +60,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import holes  # noqa: E402
-from hifill_tf.cli_util import format_seconds  # noqa: E402  (no TensorFlow import)
+from hifill_tf.cli_util import (  # noqa: E402  (no TensorFlow import)
+    UNUSED_BY_INFERENCE, format_seconds, skip_unused_imports)
 from hifill_tf.io import atomic_file  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -330,6 +331,7 @@ def run_worker(method, width, height):
     try:
         first = None
         for _ in range(FLAGS.warmup if warmup_call else 0):
+            output = None
             start = time.perf_counter()
             output = warmup_call()
             first = time.perf_counter() - start
@@ -337,6 +339,7 @@ def run_worker(method, width, height):
         sampler = None if common.reset_peak_rss() else common.PeakSampler().__enter__()
         times = []
         for _ in range(repeats):
+            output = None  # a caller keeps one result, not the last one during the next call
             start = time.perf_counter()
             output = call()
             times.append(time.perf_counter() - start)
@@ -720,7 +723,10 @@ def report_users(records, load_start):
            f"{FLAGS.long_call:g} s; above 2048x2048 Telea is not warmed up and release_numpy "
            "only traces its network); median reported",
            "each case and method in a fresh subprocess; peak RSS = VmHWM over the timed calls "
-           "(reset after the warm-up), the process's TF, model and inputs included"],
+           "(reset after the warm-up), the process's TF, model and inputs included",
+           "the TensorFlow workers skip Keras's optional imports as infer.py does "
+           f"(cli_util.skip_unused_imports: {', '.join(UNUSED_BY_INFERENCE)}; a base install "
+           "has only h5py of them); with them Keras costs about 160 MB more"],
         load_start=load_start)
 
     rows = []
@@ -864,6 +870,9 @@ def main(argv):
             elif FLAGS.worker == "prepare_users":
                 result = dict(prepare_users(width, height, FLAGS.inputs), status="ok")
             else:
+                if FLAGS.worker in METHODS["users"] and FLAGS.worker != "opencv":
+                    # As infer.py runs, and as a base install (no test / app extras) imports.
+                    skip_unused_imports()
                 result = run_worker(FLAGS.worker, width, height)
         except Exception as error:
             result = dict(status="error", reason=f"{type(error).__name__}: {error}"[:300])
