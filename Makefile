@@ -17,10 +17,11 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 
 # Two workers: most of a test's time is one Python thread tracing a graph or starting a
 # TensorFlow subprocess, so two overlap well on two cores. Whole files go to one worker
-# (loadgroup, tests/conftest.py), so module fixtures are built once. TEST_WORKERS=0: serial.
+# (tests/conftest.py: one unit per file, slowest first), so module fixtures are built once.
+# TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # `make demo` fills the hole of examples/ with the bundled weights; `make demo DEMO_WEIGHTS=x.npz`
 # with other ones. The check gives a clear message while the default weights are not bundled.

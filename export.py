@@ -18,6 +18,7 @@ from absl import app, flags, logging
 
 # TensorFlow loads only once the flags and files are checked (hifill_tf.cra and
 # hifill_tf.export import it): --help and a mistyped flag or path answer in a fraction of a second.
+from hifill_tf.cli_util import skip_unused_imports
 from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator
 
 FLAGS = flags.FLAGS
@@ -73,6 +74,8 @@ def main(argv):
         weights_path = _weights_path()
     except FileNotFoundError as error:
         sys.exit(f"export.py: {error}")
+
+    skip_unused_imports()  # before TensorFlow loads: a faster start, less memory
 
     from hifill_tf import cra
     from hifill_tf.export import saved_model

@@ -10,17 +10,16 @@ import os
 import runpy
 import sys
 
-# Before anything imports TensorFlow (hifill_tf does, so cpu.py is run as a file): the CPU
-# runtime settings of training, oneDNN on (hifill_tf/training/cpu.py; TF_ENABLE_ONEDNN_OPTS=0
-# in the environment turns it off).
+# Before anything imports TensorFlow: the CPU runtime settings of training, oneDNN on
+# (hifill_tf/training/cpu.py; TF_ENABLE_ONEDNN_OPTS=0 in the environment turns it off).
 runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "hifill_tf", "training", "cpu.py"))["configure"]()
 
 from absl import app, flags  # noqa: E402
 
-from hifill_tf.training import trainer  # noqa: E402
-
-D = trainer.DEFAULTS
+# TensorFlow loads only once the flags are checked (hifill_tf.training.trainer imports it):
+# --help and a bad configuration answer in a fraction of a second.
+from hifill_tf.training.config import DEFAULTS as D, TrainingError, check_config  # noqa: E402
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("data_dir", None, "Folder of training photos (searched recursively: jpg, png, webp).")
@@ -76,8 +75,15 @@ def main(argv):
     config["data"] = FLAGS.data_dir or FLAGS.dataset
     config["model_dir"] = FLAGS.model_dir
     try:
+        check_config(config)
+    except TrainingError as error:
+        sys.exit(f"train.py: {error}")
+
+    from hifill_tf.training import trainer
+
+    try:
         result = trainer.train(config, progress=lambda message: print(message, flush=True))
-    except (trainer.TrainingError, FileNotFoundError, ValueError) as error:
+    except (TrainingError, FileNotFoundError, ValueError) as error:
         sys.exit(f"train.py: {error}")
     if result.get("signal") is not None:
         sys.exit(128 + int(result["signal"]))

@@ -1,6 +1,8 @@
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process tests run with oneDNN off, the reference numerics of the numpy comparisons;
 # training runs with it on (hifill_tf/training/cpu.py, tests/test_cpu_training.py).
@@ -10,15 +12,37 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-# pytest-xdist (`make test`: -n 2 --dist loadgroup): each test file runs on one worker, so its
-# module fixtures (a traced model, a trained GAN step) are built once; files that share a
-# cached model (test_infer.random_saved_model) form one group.
+# pytest-xdist (`make test`: -n 2): whole test files go to one worker, so their module fixtures
+# (a traced model, a GAN step, an export) are built once, and the slowest files start first so
+# that the two workers finish together. Files that share a cached model
+# (test_infer.random_saved_model) form one unit. (xdist's --dist loadgroup cannot do this under
+# pytest 9, whose test ids no longer take xdist's group suffix: every test was its own unit and
+# module fixtures were built on both workers.)
 _GROUPS = {"test_mask_rule.py": "test_infer.py"}
+# Slowest first, as measured by `pytest --durations=0` (seconds of one worker, quiet machine).
+_SLOWEST_FIRST = ["test_train.py", "test_beam.py", "test_export.py", "test_gan.py", "test_cra.py",
+                  "test_evaluate.py", "test_infer.py", "test_cpu_training.py", "test_bench.py",
+                  "test_validation.py", "test_pipeline.py", "test_app.py", "test_notebook.py",
+                  "test_app_browser.py"]
+
+
+def _unit(path):
+    name = os.path.basename(path)
+    return _GROUPS.get(name, name)
 
 
 def pytest_collection_modifyitems(config, items):
-    import pytest
+    order = {name: i for i, name in enumerate(_SLOWEST_FIRST)}
+    items.sort(key=lambda item: order.get(_unit(str(item.fspath)), len(order)))  # stable
 
-    for item in items:
-        name = os.path.basename(str(item.fspath))
-        item.add_marker(pytest.mark.xdist_group(_GROUPS.get(name, name)))
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _unit(nodeid.split("::")[0])
+
+    config.option.loadscopereorder = False  # keep the slowest-first order of the collection
+    return FileUnits(config, log)

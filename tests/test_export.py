@@ -1,7 +1,7 @@
 """Tests for hifill_tf.export and export.py: the SavedModel for TensorFlow Serving.
 
-One export of a random-weight generator is shared by the module (tracing the
-generator and the CRA graph takes ~20 s); its signatures are checked against
+One export of a random-weight generator by export.py is shared by the module (tracing
+the generator and the CRA graph takes ~20 s); its signatures are checked against
 hifill_tf.api.inpaint and the generator itself, bit for bit.
 """
 
@@ -61,18 +61,26 @@ def _mask(height, width):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """export.py --weights on a random generator: the one SavedModel of the module.
+
+    The export is the command a user runs (one trace of the generator and the CRA graph, the
+    slow part of this module); the in-process generator has the same float16 weights.
+    """
     root = tmp_path_factory.mktemp("export")
     # Explicit names: the .npz is keyed by variable paths, which start with the model's name, and
     # a fresh process (export.py) names its first Generator "generator".
     trained = Generator(name="generator")
     trained.build()
     weights = save_generator_weights(trained, str(root / "weights.npz"))
-    # The float16 round trip of the .npz, so export.py --weights sees the same generator.
+    # The float16 round trip of the .npz, so this generator is the one export.py loads.
     generator = load_generator_weights(Generator(name="generator"), weights)
     path = root / "models" / "hifill" / "1"
-    signatures = export_saved_model(generator, path)
+    command = [sys.executable, "export.py", "--output_dir", str(path), "--weights", weights]
+    done = _run(command)
+    assert done.returncode == 0, done.stderr
     return types.SimpleNamespace(root=root, weights=weights, generator=generator, path=path,
-                                 signatures=signatures, loaded=tf.saved_model.load(str(path)))
+                                 command=command, stdout=done.stdout,
+                                 loaded=tf.saved_model.load(str(path)))
 
 
 def _serve(exported, image, mask):
@@ -185,14 +193,15 @@ def test_generator_512(exported):
 
 
 def test_describe_signatures(exported):
-    lines = saved_model.describe_signatures(exported.signatures)
-    assert lines == [
+    expected = [
         "serving_default: image uint8 [1, ?, ?, 3], mask uint8 [1, ?, ?, 1] -> inpainted uint8 [1, ?, ?, 3]",
         "inpaint_bytes: image_bytes string unknown rank, mask_bytes string unknown rank -> png_bytes string [1]",
         "generator_512: image float32 [?, 512, 512, 3], mask float32 [?, 512, 512, 1] -> "
         "coarse float32 [?, 512, 512, 3], inpainted float32 [?, 512, 512, 3], "
         "refined float32 [?, 512, 512, 3], scores float32 [?, 1024, 1024]",
     ]
+    printed = exported.stdout.split("Signatures:\n")[1].split("Inspect with")[0].splitlines()
+    assert [line.strip() for line in printed] == expected  # what export.py said it exported
 
 
 def test_saved_model_cli_show(exported):
@@ -240,19 +249,14 @@ def _assert_same_weights(path, generator):
         np.testing.assert_array_equal(value, variable.numpy(), err_msg=variable.path)
 
 
-@pytest.mark.slow
-def test_export_script_weights(exported, tmp_path):
-    output = tmp_path / "hifill" / "1"
-    script = [sys.executable, "export.py", "--output_dir", str(output), "--weights", exported.weights]
-    done = _run(script)
-    assert done.returncode == 0, done.stderr
-    assert "serving_default: image uint8 [1, ?, ?, 3]" in done.stdout
-    assert f"saved_model_cli show --dir {output} --all" in done.stdout
+def test_export_script_weights(exported):
+    output = exported.path
+    assert f"saved_model_cli show --dir {output} --all" in exported.stdout
     _assert_same_weights(output, exported.generator)
     assert os.listdir(output.parent) == ["1"]  # no staging directory left behind
 
     before = (output / "saved_model.pb").stat().st_mtime_ns
-    refused = _run(script)
+    refused = _run(exported.command)
     assert refused.returncode != 0
     assert "not empty" in refused.stderr and "--overwrite" in refused.stderr
     assert (output / "saved_model.pb").stat().st_mtime_ns == before

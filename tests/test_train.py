@@ -158,15 +158,20 @@ def test_init_generator_loads_by_name_and_fails_clearly_on_a_mismatch(tmp_path, 
         trainer._init_generator(generator_module.Generator(), str(source))
 
 
-def test_bad_configuration_is_one_clear_error(photos, tmp_path):
-    result = subprocess.run(_command(photos, tmp_path / "x", 1, "--image_size", "100"),
+def test_bad_configuration_is_one_clear_error_without_tensorflow(photos, tmp_path):
+    from test_infer import _WITHOUT_TENSORFLOW
+
+    # Checked before TensorFlow is imported (seconds): a typo costs a fraction of a second.
+    train = [sys.executable, "-c", _WITHOUT_TENSORFLOW, os.path.join(ROOT, "train.py")]
+    result = subprocess.run(train + _command(photos, tmp_path / "x", 1, "--image_size", "100")[2:],
                             env=_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert "train.py: --image_size must be a positive multiple of 64; got 100" in result.stderr
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--model_dir",
-                             str(tmp_path / "y")], env=_env(), capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode != 0 and "exactly one of --data_dir or --dataset" in result.stderr
+    assert ("exit train.py: --image_size must be a positive multiple of 64; got 100 "
+            "tensorflow imported: False") in result.stdout, result.stdout + result.stderr
+    result = subprocess.run(train + ["--model_dir", str(tmp_path / "y")], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert ("exit train.py: give exactly one of --data_dir or --dataset tensorflow imported: False"
+            in result.stdout), result.stdout + result.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 @pytest.mark.slow

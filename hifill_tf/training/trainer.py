@@ -26,6 +26,7 @@ from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator, paste
 from hifill_tf.training import cpu
+from hifill_tf.training.config import DEFAULTS, TrainingError, check_config
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.weights import load_generator_weights, save_generator_weights
 
@@ -34,28 +35,8 @@ logger = logging.getLogger("hifill_tf.train")
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 
-# Defaults of every option train() understands; train.py's flags mirror them.
-DEFAULTS = dict(
-    data="", tfds_data_dir=None, image_size=512, batch_size=8, steps=300_000,
-    mode="crop", factor_min=1, factor_max=None, color_augment=False,
-    g_lr=1e-4, d_lr=1e-4, beta_1=0.5, beta_2=0.9,
-    critic_steps=5, gp_weight=10.0, hole_weight=1.0, context_weight=1.2,
-    adversarial_weight=1e-4, coarse_weight=1.0,
-    coarse_gate="sc", refine_gate="pw",
-    mask_kind="mixed", min_area=0.02, max_area=0.25, mask_templates_dir=None,
-    mask_render_side=None,
-    checkpoint_every=1000, keep_checkpoints=3, log_every=50, image_every=500,
-    strategy="default", mixed_precision=False, jit_compile=False, seed=0,
-    init_generator=None,
-    validation_dir=None, validate_every=500, validation_long_side=1024, validation_holes=2,
-    images_seen_before=0,
-)
 VALIDATION_LOG = "validation.jsonl"
 BEST_WEIGHTS = "best.npz"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (bad configuration or a non-finite loss)."""
 
 
 def make_strategy(name):
@@ -231,9 +212,7 @@ def train(config, progress=print):
         progress("note: oneDNN is off; CPU training is about 2.5x slower (see "
                  "hifill_tf/training/cpu.py)")
     model_dir = config["model_dir"]
-    if config["image_size"] < 64 or config["image_size"] % 64:
-        # The generator needs multiples of 16; the critic's six stride-2 convolutions 64.
-        raise TrainingError(f"--image_size must be a positive multiple of 64; got {config['image_size']}")
+    check_config(config)
     os.makedirs(model_dir, exist_ok=True)
     if config["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
