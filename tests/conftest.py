@@ -33,11 +33,13 @@ def _unit(path):
 
 def pytest_collection_modifyitems(config, items):
     order = {name: i for i, name in enumerate(_SLOWEST_FIRST)}
-    items.sort(key=lambda item: order.get(_unit(str(item.fspath)), len(order)))  # stable
+    items.sort(key=lambda item: order.get(_unit(str(item.path)), len(order)))  # stable
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":  # what -n sets; an explicit --dist is honoured
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class FileUnits(LoadScopeScheduling):

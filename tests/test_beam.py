@@ -7,6 +7,7 @@ repository's own pictures, with the bundled weights; every output must be the li
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,8 +64,8 @@ def _expected(photo, mask, output_name, scratch):
         return f.read()
 
 
-def _run(photos, masks, out, *extra, wait=True, workers=TWO_WORKERS):
-    command = [sys.executable, "-m", "hifill_tf.beam", "--input_pattern", f"{photos}/*",
+def _run(photos, masks, out, *extra, wait=True, workers=TWO_WORKERS, pattern="*"):
+    command = [sys.executable, "-m", "hifill_tf.beam", "--input_pattern", f"{photos}/{pattern}",
                "--mask_dir", masks, "--output_dir", out, *workers, *map(str, extra)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if not wait:
@@ -74,6 +75,18 @@ def _run(photos, masks, out, *extra, wait=True, workers=TWO_WORKERS):
                             timeout=900)
     print(result.stdout, result.stderr[-5000:])  # shown when a test fails
     return result
+
+
+def _wait_until_gone(group, timeout=30):
+    """Until no process of process group ``group`` is left (SIGKILLed workers die late)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process group {group} still alive {timeout} s after SIGKILL")
 
 
 def _tree(folder):
@@ -148,21 +161,25 @@ def batch(tmp_path_factory):
     return photos, masks, root, expected, reasons
 
 
+_SUMMARY = re.compile(r"(\d+) done(?:, (\d+) unchanged \(empty mask\))?"
+                      r"(?:, (\d+) skipped \(output exists\))?, (\d+) failed(?:, per photo | in )")
+
+
 def _summary(result):
-    """The closing line's counts: {"done": n, "unchanged": n, "skipped": n, "failed": n}."""
+    """The closing line's counts {"done", "unchanged", "skipped", "failed"}, parts in order."""
     line = result.stdout.strip().splitlines()[-1]
-    counts = dict.fromkeys(("done", "unchanged", "skipped", "failed"), 0)
-    for part in line.split(", "):
-        words = part.split()
-        if len(words) >= 2 and words[0].isdigit() and words[1] in counts:
-            counts[words[1]] = int(words[0])
+    match = _SUMMARY.match(line)
+    assert match, line
+    counts = dict(zip(("done", "unchanged", "skipped", "failed"),
+                      (int(value or 0) for value in match.groups())))
     return counts, line
 
 
 def test_killed_run_then_rerun_fills_every_good_photo_like_the_library(batch):
-    """Killed (SIGKILL) after its first output, run again with --skip_existing, then once more.
+    """Killed (SIGKILL) after its first output, run again with --skip_existing, then twice more
+    (the whole batch, then only the good photos).
 
-    One batch through all three runs: each start costs TensorFlow imports and traces.
+    One batch through all the runs: each start costs TensorFlow imports and traces.
     """
     photos, masks, root, expected, reasons = batch
     out = root / "out"
@@ -175,6 +192,7 @@ def test_killed_run_then_rerun_fills_every_good_photo_like_the_library(batch):
     os.killpg(run.pid, signal.SIGKILL)  # the launcher and its worker processes
     run.wait(timeout=60)
     run.stdout.close()
+    _wait_until_gone(run.pid)  # the workers too, before their outputs are counted
     assert written, "the pipeline ended before writing any photo"
     first = sorted(n for n in os.listdir(out) if n in expected)
     assert len(first) < len(expected), "the run ended before it could be killed"
@@ -207,6 +225,17 @@ def test_killed_run_then_rerun_fills_every_good_photo_like_the_library(batch):
     assert _tree(out) == before
     counts, line = _summary(again)
     assert counts == dict(done=0, unchanged=0, skipped=len(expected), failed=2), line
+
+    # Only the good photos: nothing fails, so the exit status is 0 and _failures.jsonl is
+    # rewritten empty; every photo is left as it was.
+    good = _run(photos, masks, out, "--skip_existing", workers=ONE_WORKER, pattern="p*.jpg")
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert (out / "_failures.jsonl").read_text() == ""
+    after = _tree(out)
+    del before["_failures.jsonl"], after["_failures.jsonl"]
+    assert after == before
+    counts, line = _summary(good)
+    assert counts == dict(done=0, unchanged=0, skipped=12, failed=0), line
 
 
 # ---------------------------------------------------------------------------------------------
