@@ -164,8 +164,9 @@ UNUSED_BY_INFERENCE = ("pandas", "matplotlib", "IPython", "cv2", "h5py")
 def skip_unused_imports():
     """Make ``UNUSED_BY_INFERENCE`` unimportable in this process (Keras then goes without them).
 
-    Only for a front end's own process that runs nothing but the model (infer.py), called before
-    TensorFlow is imported; a module already imported is left alone.
+    Only for a process that runs nothing but the model (infer.py, export.py, the benchmark's
+    TensorFlow workers), called before TensorFlow is imported; a module already imported is
+    left alone.
     """
     for name in UNUSED_BY_INFERENCE:
         sys.modules.setdefault(name, None)
