@@ -8,11 +8,22 @@ STAMP := $(VENV)/.installed
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
-# Reinstall only when the package metadata changes.
+# Reinstall only when the package metadata changes. uv (installed into the venv) resolves the
+# same versions as pip and installs them in about a third of the time (measured: 24-30 s against
+# 83 s); it does not read pip's configuration, so INSTALLER=pip uses pip (a private index set in
+# pip.conf, say). --compile-bytecode: without .pyc files every start compiles TensorFlow's
+# sources again where PYTHONDONTWRITEBYTECODE is set (import 12 s instead of 5 s).
+INSTALLER ?= uv
+EXTRAS := .[test,bench,beam,app]
 $(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test,bench,beam,app]'
+ifeq ($(INSTALLER),uv)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -e '$(EXTRAS)'
+else
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '$(EXTRAS)'
+endif
 	touch $(STAMP)
 
 # Two workers: most of a test's time is one Python thread tracing a graph or starting a
