@@ -16,9 +16,10 @@ import time
 
 from absl import app, flags, logging
 
-# TensorFlow loads only once the flags and files are checked (hifill_tf.cra and
-# hifill_tf.export import it): --help and a mistyped flag or path answer in a fraction of a second.
+# TensorFlow loads only once the flags, files and output folder are checked (hifill_tf.cra and
+# hifill_tf.export.saved_model import it): --help and a mistyped flag or path answer in a fraction of a second.
 from hifill_tf.cli_util import skip_unused_imports
+from hifill_tf.export.output_dir import check_output_dir
 from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator
 
 FLAGS = flags.FLAGS
@@ -72,7 +73,8 @@ def main(argv):
     output_dir = os.path.abspath(FLAGS.output_dir)
     try:
         weights_path = _weights_path()
-    except FileNotFoundError as error:
+        check_output_dir(output_dir, FLAGS.overwrite)  # before the slow part
+    except (FileNotFoundError, FileExistsError) as error:
         sys.exit(f"export.py: {error}")
 
     skip_unused_imports()  # before TensorFlow loads: a faster start, less memory
@@ -86,7 +88,6 @@ def main(argv):
         except ValueError as error:
             sys.exit(f"export.py: --{error}")
     try:
-        saved_model.check_output_dir(output_dir, FLAGS.overwrite)  # before the slow part
         generator, source = _load_generator(weights_path)
         print(f"Exporting the generator from {source} to {output_dir} (tracing takes a while)...",
               flush=True)

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from hifill_tf import cra
 from hifill_tf.api import MIN_SIDE
+from hifill_tf.export.output_dir import check_output_dir
 
 from hifill_tf.io import HOLE_THRESHOLD
 NETWORK_SIDE = 512  # generator_512: the paper's training and inference size (§4.1)
@@ -160,28 +161,6 @@ def describe_signatures(signatures):
         lines.append(f"{name}: " + ", ".join(spec(s.name, s) for s in inputs)
                      + " -> " + ", ".join(spec(k, v) for k, v in sorted(outputs.items())))
     return lines
-
-
-def check_output_dir(output_dir, overwrite=False):
-    """Raise FileExistsError unless ``output_dir`` may be written.
-
-    A missing or empty directory is fine; a non-empty one only with
-    ``overwrite``, and only if it holds a SavedModel, so a mistyped path can
-    never wipe an unrelated folder.
-    """
-    output_dir = os.fspath(output_dir)
-    if not os.path.exists(output_dir):
-        return
-    if not os.path.isdir(output_dir):
-        raise FileExistsError(f"{output_dir}: exists and is not a directory")
-    if not os.listdir(output_dir):
-        return
-    if not overwrite:
-        raise FileExistsError(f"{output_dir}: directory exists and is not empty "
-                              "(pass overwrite=True / --overwrite to replace it)")
-    if not os.path.exists(os.path.join(output_dir, "saved_model.pb")):
-        raise FileExistsError(f"{output_dir}: not a SavedModel (no saved_model.pb); "
-                              "refusing to replace it even with overwrite")
 
 
 def export_saved_model(generator, output_dir, max_pixels=None, overwrite=False):
