@@ -17,7 +17,8 @@ import time
 from absl import app, flags, logging
 
 # TensorFlow loads only once the flags, files and output folder are checked (hifill_tf.cra and
-# hifill_tf.export.saved_model import it): --help and a mistyped flag or path answer in a fraction of a second.
+# hifill_tf.export.saved_model import it): --help and a mistyped flag or path answer in a
+# fraction of a second.
 from hifill_tf.cli_util import skip_unused_imports
 from hifill_tf.export.output_dir import check_output_dir
 from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator
