@@ -220,10 +220,17 @@ class AppPage:
 
     def click_for_error(self, selector):
         """Clicks `selector`; returns the text of the error toast (gr.Error) it brings up."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         # Close earlier toasts first: one may time out while we wait, which would shift the
-        # index of the new one (seen on a loaded machine).
+        # index of the new one (seen on a loaded machine). A toast that is already leaving on
+        # its own is inert, then detached, and cannot be clicked (a click would wait for it until
+        # the timeout): it is left to go, and the wait below sees it gone either way.
         for close in self.page.locator(".toast-close").all():
-            close.click()
+            try:
+                close.click(timeout=2000)
+            except PlaywrightTimeoutError:
+                pass
         self.page.wait_for_function("document.querySelectorAll('.toast-body').length === 0")
         self.page.click(selector)
         toast = self.page.locator(".toast-body").first
