@@ -126,7 +126,7 @@ def segments_field(xs, ys, start, end, half_width, active):
 
 # XLA fuses the [segments, pixels] element-wise chain into one pass: about 4x
 # faster per stroke on CPU, also inside tf.data maps.
-_segments_field_xla = tf.function(segments_field, jit_compile=True)
+_segments_field_xla = tf.function(segments_field, jit_compile=True, autograph=False)
 
 
 def place_template(sdf, height, width, center, angle, scale, aspect=1.0, flip=False):
@@ -341,10 +341,13 @@ class MaskGenerator:
             sdfs, areas = load_templates(templates_dir, self.template_size)
             self._templates = tf.constant(sdfs)
             self._template_areas = tf.constant(areas)
+        # No autograph: the loops are tf.while_loop and tf.cond already, and converting this
+        # module's functions took about 2 s of every training start.
         self._generate = tf.function(
             self._generate_parts,
             input_signature=[tf.TensorSpec([2], tf.int64)],
             reduce_retracing=True,
+            autograph=False,
         )
 
     @property

@@ -231,7 +231,8 @@ def _tfds_images(name, split, data_dir, shuffle, seed):
         count = builder.info.splits[split].num_examples
     except (KeyError, ValueError):
         count = -1
-    return dataset.map(lambda example: example["image"]), count
+    image = tf.autograph.experimental.do_not_convert(lambda example: example["image"])
+    return dataset.map(image), count
 
 
 GREY_PROBABILITY = 0.15
@@ -382,6 +383,9 @@ def make_dataset(
         image = tf.clip_by_value(cra.to_network(image), -1.0, 1.0)
         return {"image": image, "mask": mask}
 
+    # Not converted by autograph (the branches are tf.cond already): converting the map
+    # functions and all they call took seconds of every training start.
+    decode, augment = map(tf.autograph.experimental.do_not_convert, (decode, augment))
     dataset = encoded.enumerate()
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # Only the decode can meet bad data; errors in masks or augmentation stay fatal.

@@ -61,7 +61,8 @@ def bicubic_function(generator, max_pixels=None):
         return tf.where(hole, up, image)
 
     function = tf.function(run, input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                                 tf.TensorSpec([None, None], tf.uint8)])
+                                                 tf.TensorSpec([None, None], tf.uint8)],
+                           autograph=False)  # as api.inpaint_function: cra needs none
     _low_functions[key] = (generator, function)  # the generator keeps id(generator) unique
     return function
 

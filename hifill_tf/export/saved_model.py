@@ -94,8 +94,11 @@ class HiFillServing(tf.Module):
         self.generator_variables = [v.value for v in generator.variables]
         self.max_pixels = max_pixels
 
+        # autograph=False here and below: the graphs have no Python control flow on tensors
+        # (as api.inpaint_function), and converting cra took part of every export.
         @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
-                                      tf.TensorSpec([None, None, 1], tf.uint8, name="hole")])
+                                      tf.TensorSpec([None, None, 1], tf.uint8, name="hole")],
+                      autograph=False)
         def inpaint(image, hole):
             """One photo uint8 [H, W, 3], hole uint8 [H, W, 1] (non-zero = hole)."""
             size, hole_size = tf.shape(image)[:2], tf.shape(hole)[:2]
@@ -115,12 +118,14 @@ class HiFillServing(tf.Module):
         self.inpaint = inpaint
 
         @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="image"),
-                                      tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")])
+                                      tf.TensorSpec([1, None, None, 1], tf.uint8, name="mask")],
+                      autograph=False)
         def serving_default(image, mask):
             return {"inpainted": inpaint(image[0], hole_tensor(mask[0]))[None]}
 
         @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes"),
-                                      tf.TensorSpec(None, tf.string, name="mask_bytes")])
+                                      tf.TensorSpec(None, tf.string, name="mask_bytes")],
+                      autograph=False)
         def inpaint_bytes(image_bytes, mask_bytes):
             image = tf.io.decode_image(_single(image_bytes, "image_bytes"), channels=3,
                                        dtype=tf.uint8, expand_animations=False)
@@ -130,8 +135,9 @@ class HiFillServing(tf.Module):
 
         side = NETWORK_SIDE
 
-        @tf.function(input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32, name="image"),
-                                      tf.TensorSpec([None, side, side, 1], tf.float32, name="mask")])
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, side, side, 3], tf.float32, name="image"),
+            tf.TensorSpec([None, side, side, 1], tf.float32, name="mask")], autograph=False)
         def generator_512(image, mask):
             return dict(generator(image, mask))
 

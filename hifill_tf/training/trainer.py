@@ -178,6 +178,7 @@ def _grouped_dataset(config, global_batch, seed):
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
+    regroup = tf.autograph.experimental.do_not_convert(regroup)  # as make_dataset's maps
     return dataset.map(regroup).prefetch(2).with_options(options), info
 
 
@@ -260,9 +261,11 @@ def train(config, progress=print):
                  f"Telea hole L1 {validator.telea['hole_l1']:.2f}")
     best = _best_so_far(model_dir)
 
-    step_fn = tf.function(gan.train_step, jit_compile=config["jit_compile"])
+    # autograph=False: the step's loops and branches are on Python values (critic_steps,
+    # uses_critic), so there is nothing to convert, and converting it took a second.
+    step_fn = tf.function(gan.train_step, jit_compile=config["jit_compile"], autograph=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def distributed_step(batch):
         strategy.run(step_fn, args=(batch,))
         return {name: tracker.result() for name, tracker in gan.trackers.items()}
