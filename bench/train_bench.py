@@ -95,7 +95,7 @@ def run_worker(spec):
                      "adversarial_weight": DEFAULTS["adversarial_weight"] if gan_step else 0.0})
     group = spec["critic_steps"] + 1 if gan.uses_critic else 1
     data = synthetic_batch(batch, group, size)
-    fn = tf.function(gan.train_step, jit_compile=spec["xla"] == "on")
+    fn = tf.function(gan.train_step, jit_compile=spec["xla"] == "on", autograph=False)
     onednn = CPU["onednn_enabled"]()
     print(json.dumps({"ready": True, "onednn": onednn, "images": batch * group}), flush=True)
     for line in sys.stdin:
