@@ -342,7 +342,7 @@ class MaskGenerator:
             self._templates = tf.constant(sdfs)
             self._template_areas = tf.constant(areas)
         # No autograph: the loops are tf.while_loop and tf.cond already, and converting this
-        # module's functions took about 2 s of every training start.
+        # module's functions took about 3 s of every training start.
         self._generate = tf.function(
             self._generate_parts,
             input_signature=[tf.TensorSpec([2], tf.int64)],
