@@ -15,6 +15,7 @@ from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
 from hifill_tf.training import losses
 from hifill_tf.training.gan import HiFillGAN
+from hifill_tf.training.optimizers import FusedAdam
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,8 +70,9 @@ def _changed(before, variables):
 
 def _make_gan(size, **kwargs):
     gan = HiFillGAN(Generator(), Discriminator(), **kwargs)
-    gan.compile(g_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9),
-                d_optimizer=keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9))
+    # The trainer's optimizer (tests/test_optimizers.py checks it against Adam's equations).
+    gan.compile(g_optimizer=FusedAdam(1e-4, beta_1=0.5, beta_2=0.9),
+                d_optimizer=FusedAdam(1e-4, beta_1=0.5, beta_2=0.9))
     gan.build_all(size)
     return gan
 
@@ -405,7 +407,7 @@ def test_reconstruction_only_overfits_one_batch():
     # on one fixed 64x64 batch must lower both reconstruction losses.
     keras.utils.set_random_seed(0)
     gan = HiFillGAN(Generator(), Discriminator(), critic_steps=0, seed=1)
-    gan.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    gan.compile(FusedAdam(1e-3), FusedAdam(1e-3))
     gan.build_all(64)
     data = _batch(np.random.default_rng(8), batch=2, groups=1, size=64)
     before = _values(gan.generator.trainable_variables)
@@ -520,6 +522,26 @@ _MIRRORED_SCRIPT = textwrap.dedent('''
             ratio=float(np.sqrt(sum(np.sum(d ** 2) for d in got)) / norm),
             difference=float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(want, got))) / norm),
         )
+
+    # The trainer's FusedAdam under the strategy: each replica's gradient is summed across
+    # replicas, then every device's copy gets the same fused update as keras Adam's.
+    from hifill_tf.training.optimizers import FusedAdam
+    def adam_copies(cls):
+        with strategy.scope():
+            variables = [keras.Variable(np.full(s, 0.5, np.float32)) for s in [(3, 3, 2, 4), (4,)]]
+            optimizer = cls(0.01, beta_1=0.5, beta_2=0.9)
+            optimizer.build(variables)
+        def replica_step():
+            scale = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group + 1, tf.float32)
+            grads = [scale * tf.reshape(tf.range(tf.size(v), dtype=tf.float32), v.shape) / 10
+                     for v in variables]
+            optimizer.apply(grads, variables)
+        apply = tf.function(lambda: strategy.run(replica_step), autograph=False)
+        for _ in range(3):
+            apply()
+        return [[np.array(c).tolist() for c in strategy.experimental_local_results(v.value)]
+                for v in variables]
+    result["adam"] = dict(fused=adam_copies(FusedAdam), keras=adam_copies(keras.optimizers.Adam))
     print("RESULT " + json.dumps(result))
 ''')
 
@@ -554,3 +576,13 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
         assert stats["norm"] > 0, name
         assert abs(stats["ratio"] - 1.0) < 1e-3, (name, stats)
         assert stats["difference"] < 1e-3, (name, stats)
+    # FusedAdam under MirroredStrategy: both device copies equal keras Adam's, which equal
+    # Adam's equations for the summed gradient (3 times the first replica's, replicas 1 and 2).
+    from test_optimizers import numpy_adam
+    fused, plain = (result["adam"][k] for k in ("fused", "keras"))
+    for i, shape in enumerate([(3, 3, 2, 4), (4,)]):
+        summed = 3 * np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10
+        want = numpy_adam([np.full(shape, 0.5, np.float32)], [[summed]] * 3, 0.01, 0.5, 0.9, 1e-7)[0]
+        for copy in range(2):
+            np.testing.assert_allclose(fused[i][copy], want, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(fused[i][copy], plain[i][copy], rtol=1e-6, atol=1e-7)

@@ -28,6 +28,7 @@ from hifill_tf.models.generator import Generator, paste
 from hifill_tf.training import cpu
 from hifill_tf.training.config import DEFAULTS, TrainingError, check_config
 from hifill_tf.training.gan import HiFillGAN
+from hifill_tf.training.optimizers import FusedAdam
 from hifill_tf.weights import load_generator_weights, save_generator_weights
 
 logger = logging.getLogger("hifill_tf.train")
@@ -61,7 +62,7 @@ def build_gan(config):
 
     def adam(lr):
         # beta_1 = 0.5, beta_2 = 0.9: the WGAN-GP paper's Adam settings.
-        optimizer = keras.optimizers.Adam(lr, beta_1=config["beta_1"], beta_2=config["beta_2"])
+        optimizer = FusedAdam(lr, beta_1=config["beta_1"], beta_2=config["beta_2"])
         if config["mixed_precision"]:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
