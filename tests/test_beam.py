@@ -277,3 +277,35 @@ def test_atomic_write_and_stale_temporary_files(tmp_path):
 ])
 def test_outputs_keep_their_path_below_the_pattern_folder(pattern, root):
     assert files.pattern_root(pattern) == root
+
+
+def test_model_is_loaded_by_the_first_photo_with_a_hole_once(monkeypatch):
+    # A worker whose photos all have empty masks (or a rerun that skips them all) loads nothing.
+    from hifill_tf.beam import model_handler
+    from hifill_tf.beam.pipeline import Job
+    from hifill_tf.cli_util import ModelError
+
+    loads = []
+
+    def load_inpainter(weights, saved_model, max_pixels, feather):
+        loads.append((weights, saved_model, max_pixels, feather))
+        if weights == "broken.npz":
+            raise ModelError("broken.npz: not a usable generator weights file")
+        return lambda image, mask, name=None: 255 - image
+
+    monkeypatch.setattr(model_handler, "load_inpainter", load_inpainter)
+    handler = model_handler.HiFillModelHandler("w.npz", None, 4096, 2)
+    model = handler.load_model()
+    image = np.full((4, 6, 3), 10, np.uint8)
+    empty, hole = np.zeros((4, 6), np.uint8), np.full((4, 6), 255, np.uint8)
+    job = Job("a.png", "a_mask.png", "out/a.png")
+    [result] = handler.run_inference([(job, image, empty)], model)
+    assert result.inference.status == "unchanged" and loads == []
+    for _ in range(2):
+        [result] = handler.run_inference([(job, image, hole)], model)
+        assert result.inference.status == "done" and (result.inference.image == 245).all()
+    assert loads == [("w.npz", None, 4096, 2)]  # once, with the handler's settings
+
+    broken = model_handler.HiFillModelHandler("broken.npz")
+    with pytest.raises(ModelError, match="broken.npz"):  # fails the pipeline, not one photo
+        broken.run_inference([(job, image, hole)], broken.load_model())

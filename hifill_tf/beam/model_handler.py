@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Iterable, NamedTuple, Sequence
 
@@ -20,12 +21,30 @@ class Inference(NamedTuple):
     seconds: float
 
 
+class _LoadedOnFirstCall:
+    """An inpainter that `load()` builds on its first call (once, whichever thread calls)."""
+
+    def __init__(self, load):
+        self._load = load
+        self._model = None
+        self._lock = threading.Lock()
+
+    def __call__(self, image, mask, name=None):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model(image, mask, name=name)
+
+
 class HiFillModelHandler(ModelHandler):
     """Examples are (job, image uint8 [H, W, 3], mask uint8 [H, W]) with any H, W per photo.
 
-    `load_model` builds the inpainter of `cli_util.load_inpainter` (the bundled weights,
+    `load_model` gives the inpainter of `cli_util.load_inpainter` (the bundled weights,
     `weights` .npz or a `saved_model` directory), once per worker process: RunInference shares
-    it between the process's threads (the graph is traced once for all sizes). With
+    it between the process's threads (the graph is traced once for all sizes). It is loaded
+    when the worker's first photo with a hole arrives: a worker with nothing to fill (a rerun
+    with --skip_existing, empty masks) never imports TensorFlow. With
     `model_copies` the model lives in that many processes per machine instead, shared by all
     worker processes there (for an accelerator, or a model too large for one copy per core).
 
@@ -43,7 +62,8 @@ class HiFillModelHandler(ModelHandler):
         self.feather = feather
 
     def load_model(self):
-        return load_inpainter(self.weights, self.saved_model, self.max_pixels, self.feather)
+        return _LoadedOnFirstCall(
+            lambda: load_inpainter(self.weights, self.saved_model, self.max_pixels, self.feather))
 
     def run_inference(self, batch: Sequence[tuple], model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
