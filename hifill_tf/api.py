@@ -27,20 +27,27 @@ def default_generator():
 
 
 def inpaint_function(generator, max_pixels=None, feather=0):
-    """A ``tf.function`` (uint8 [H, W, 3], bool hole [H, W]) -> uint8 [H, W, 3], traced once for all sizes."""
-    max_pixels = cra.network_pixels(generator, max_pixels)
-    key = (id(generator), max_pixels, feather)
+    """A function (uint8 [H, W, 3], bool hole [H, W]) -> uint8 [H, W, 3].
+
+    One ``tf.function`` per generator and feather, traced once for every size and budget:
+    the budget is an input of the graph, so trying another ``max_pixels`` costs no new trace.
+    """
+    budget = tf.constant(cra.network_pixels(generator, max_pixels), tf.int32)
+    key = (id(generator), feather)
     with _lock:
         if key not in _functions:
             _functions[key] = (generator, tf.function(
-                lambda image, mask: cra.inpaint_tensor(generator, image, mask, max_pixels, feather),
+                lambda image, mask, budget: cra.inpaint_tensor(generator, image, mask, budget,
+                                                               feather),
                 input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                 tf.TensorSpec([None, None], tf.bool)],
+                                 tf.TensorSpec([None, None], tf.bool),
+                                 tf.TensorSpec([], tf.int32)],
                 # The graph has no Python control flow on tensors (cra uses tf.cond and
                 # tf.while_loop itself): without autograph the first call traces in about
                 # half the time (cold start of infer.py).
                 autograph=False))
-        return _functions[key][1]
+        traced = _functions[key][1]
+    return lambda image, mask: traced(image, mask, budget)
 
 
 def inpaint(image, mask, generator=None, max_pixels=None, feather=0, name=None):

@@ -90,9 +90,17 @@ def plan(height, width, max_pixels=MAX_PIXELS):
 
     Returns int32 scalars ``(f, net_h, net_w)``: ``net_h = 16 * ceil(H / (16 f))``
     and the same for width, with the smallest ``f`` such that
-    ``net_h * net_w <= max_pixels``. Works on tensors or Python ints.
+    ``net_h * net_w <= max_pixels``. Works on tensors or Python ints; a tensor
+    ``max_pixels`` (``api.inpaint_function`` passes one, so that one graph serves every
+    budget) is checked by ``network_pixels`` before and asserted here.
     """
-    max_pixels = network_pixels(None, max_pixels)  # the one budget check: below it, no end
+    if tf.is_tensor(max_pixels):
+        minimum = tf.debugging.assert_greater_equal(
+            max_pixels, MIN_PIXELS, message=f"max_pixels must be at least {MIN_PIXELS}")
+        with tf.control_dependencies([minimum]):
+            max_pixels = tf.cast(max_pixels, tf.int32)
+    else:
+        max_pixels = network_pixels(None, max_pixels)  # the one budget check: below it, no end
     height = tf.cast(height, tf.int32)
     width = tf.cast(width, tf.int32)
 
@@ -105,7 +113,7 @@ def plan(height, width, max_pixels=MAX_PIXELS):
         return h * w > max_pixels
 
     area = tf.cast(height, tf.float64) * tf.cast(width, tf.float64)
-    guess = tf.cast(tf.math.floor(tf.sqrt(area / max_pixels)), tf.int32)
+    guess = tf.cast(tf.math.floor(tf.sqrt(area / tf.cast(max_pixels, tf.float64))), tf.int32)
     f = tf.maximum(guess, 1)
     f = tf.while_loop(too_big, lambda f: [f + 1], [f])[0]
     h, w = net_size(f)

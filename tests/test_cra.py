@@ -304,12 +304,11 @@ def test_feathered_seam_blends_only_near_the_hole(generator):
     assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
 
 
-def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point():
+def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point(generator):
     # cra.network_pixels is the one check; before it, max_pixels=100 made cra.plan loop forever.
     image = np.zeros((64, 64, 3), np.uint8)
     mask = np.zeros((64, 64), np.uint8)
     mask[10:20, 10:20] = 255
-    generator = Generator()
     for bad in (100, 255, 0):
         with pytest.raises(ValueError, match=f"max_pixels must be at least 256.*got {bad}"):
             hifill_tf.inpaint(image, mask, generator=generator, max_pixels=bad)
@@ -319,3 +318,6 @@ def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point():
         cra.network_pixels(generator, 1000.5)
     assert cra.network_pixels(generator, 256) == 256
     assert hifill_tf.inpaint(image, mask, generator=generator, max_pixels=256).shape == image.shape
+    # A budget tensor below one cell, as a direct caller of the graph could pass, is refused too.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 256"):
+        cra.plan(64, 64, tf.constant(255))

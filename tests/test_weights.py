@@ -53,6 +53,8 @@ def test_network_pixels_travel_with_the_weights_and_are_the_default_budget(tmp_p
     default = api.inpaint(image, mask, generator)  # 64x64 network input: f = 4
     np.testing.assert_array_equal(default, api.inpaint(image, mask, generator, max_pixels=4096))
     assert not np.array_equal(default, api.inpaint(image, mask, generator, max_pixels=512 * 512))
+    # The budget is an input of the one graph: three budgets, one trace.
+    assert api._functions[(id(generator), 0)][1].experimental_get_tracing_count() == 1
 
 
 def keras_seed(seed):
