@@ -1,13 +1,14 @@
 """Tests for hifill_tf.export and export.py: the SavedModel for TensorFlow Serving.
 
-One export of a random-weight generator by export.py is shared by the module (tracing
-the generator and the CRA graph takes ~20 s); its signatures are checked against
+One export of a random-weight generator by export.py (test_infer.random_export) is shared by
+the tests of a SavedModel (tracing the generator and the CRA graph takes ~15 s); its signatures are checked against
 hifill_tf.api.inpaint and the generator itself, bit for bit.
 """
 
 import io
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import types
@@ -22,7 +23,7 @@ from hifill_tf import io as hio
 from hifill_tf.export import saved_model
 from hifill_tf.export.saved_model import export_saved_model
 from hifill_tf.models.generator import Generator
-from hifill_tf.weights import load_generator_weights, save_generator_weights
+from hifill_tf.weights import load_generator_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -60,27 +61,22 @@ def _mask(height, width):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """export.py --weights on a random generator: the one SavedModel of the module.
+def exported():
+    """export.py --weights on a random generator (test_infer.random_export, the one SavedModel
+    of the tests, shared with test_infer, test_mask_rule and test_notebook in one unit).
 
     The export is the command a user runs (one trace of the generator and the CRA graph, the
-    slow part of this module); the in-process generator has the same float16 weights.
+    slow part); the in-process generator has the same float16 weights.
     """
-    root = tmp_path_factory.mktemp("export")
-    # Explicit names: the .npz is keyed by variable paths, which start with the model's name, and
+    from test_infer import loaded_saved_model, random_export
+
+    export = random_export()
+    # Explicit name: the .npz is keyed by variable paths, which start with the model's name, and
     # a fresh process (export.py) names its first Generator "generator".
-    trained = Generator(name="generator")
-    trained.build()
-    weights = save_generator_weights(trained, str(root / "weights.npz"))
-    # The float16 round trip of the .npz, so this generator is the one export.py loads.
-    generator = load_generator_weights(Generator(name="generator"), weights)
-    path = root / "models" / "hifill" / "1"
-    command = [sys.executable, "export.py", "--output_dir", str(path), "--weights", weights]
-    done = _run(command)
-    assert done.returncode == 0, done.stderr
-    return types.SimpleNamespace(root=root, weights=weights, generator=generator, path=path,
-                                 command=command, stdout=done.stdout,
-                                 loaded=tf.saved_model.load(str(path)))
+    generator = load_generator_weights(Generator(name="generator"), export.weights)
+    return types.SimpleNamespace(weights=export.weights, generator=generator,
+                                 path=pathlib.Path(export.path), command=export.command,
+                                 stdout=export.stdout, loaded=loaded_saved_model())
 
 
 def _serve(exported, image, mask):

@@ -13,7 +13,7 @@ import hifill_tf
 from hifill_tf import io
 from hifill_tf.weights import load_generator
 from mask_cases import array_cases, expected_hole, file_cases
-from test_infer import INFER, PHOTO, random_saved_model, random_weights
+from test_infer import INFER, PHOTO, loaded_saved_model, random_weights
 
 HEIGHT, WIDTH = 72, 112
 EXTENSIONS = {"0/1 PNG": ".png", "0/255 PNG": ".png", "noisy JPEG": ".jpg"}
@@ -50,7 +50,7 @@ def test_api_inpaint():
 
 
 def test_saved_model_signatures():
-    loaded = tf.saved_model.load(random_saved_model())
+    loaded = loaded_saved_model()
     image, hole = _photo(), expected_hole(HEIGHT, WIDTH)
     serve = loaded.signatures["serving_default"]
     for name, mask in array_cases(HEIGHT, WIDTH).items():
