@@ -169,14 +169,22 @@ def test_missing_package_fails_and_existing_output_needs_overwrite(world):
 
 def test_command_line_with_deb_dir(world):
     out = world["tmp"] / "cli"
+    # `python -m hifill_tf.data.photos`, reporting whether TensorFlow was imported: fetching
+    # and checking files needs none (seconds of start-up).
+    as_module = ("import runpy, sys\nsys.argv[0] = 'photos'\ncode = 0\ntry:\n"
+                 "    runpy.run_module('hifill_tf.data.photos', run_name='__main__', alter_sys=True)\n"
+                 "except SystemExit as exit:\n    code = exit.code\n"
+                 "print('exit', code, 'tensorflow imported:', 'tensorflow' in sys.modules)\n")
     run = subprocess.run(
-        [sys.executable, "-m", "hifill_tf.data.photos", f"--output_dir={out}",
+        [sys.executable, "-c", as_module, f"--output_dir={out}",
          f"--deb_dir={world['debs']}", f"--shared_dir={world['shared']}",
          f"--manifest={world['manifest']}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0, run.stderr
     assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 5 of 5 photos" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] in ("exit 0 tensorflow imported: False",
+                                                   "exit None tensorflow imported: False")
     assert len(json.loads((out / "manifest.json").read_text())["files"]) == 5
 
 
