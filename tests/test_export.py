@@ -23,7 +23,6 @@ from hifill_tf import io as hio
 from hifill_tf.export import saved_model
 from hifill_tf.export.saved_model import export_saved_model
 from hifill_tf.models.generator import Generator
-from hifill_tf.weights import load_generator_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -68,13 +67,10 @@ def exported():
     The export is the command a user runs (one trace of the generator and the CRA graph, the
     slow part); the in-process generator has the same float16 weights.
     """
-    from test_infer import loaded_saved_model, random_export
+    from test_infer import loaded_saved_model, random_export, random_generator
 
     export = random_export()
-    # Explicit name: the .npz is keyed by variable paths, which start with the model's name, and
-    # a fresh process (export.py) names its first Generator "generator".
-    generator = load_generator_weights(Generator(name="generator"), export.weights)
-    return types.SimpleNamespace(weights=export.weights, generator=generator,
+    return types.SimpleNamespace(weights=export.weights, generator=random_generator(),
                                  path=pathlib.Path(export.path), command=export.command,
                                  stdout=export.stdout, loaded=loaded_saved_model())
 

@@ -100,6 +100,17 @@ def random_saved_model():
 
 
 @functools.lru_cache(maxsize=None)
+def random_generator():
+    """`random_weights` in a Generator, loaded once: the tests that call the API with it share
+    its traced graph (test_mask_rule, test_export)."""
+    from hifill_tf import Generator
+    from hifill_tf.weights import load_generator_weights
+
+    # Explicit name: the .npz is keyed by variable paths, which start with the model's name.
+    return load_generator_weights(Generator(name="generator"), random_weights())
+
+
+@functools.lru_cache(maxsize=None)
 def loaded_saved_model():
     """`random_saved_model` loaded once: each loaded signature's first call pays for optimising
     its graph."""

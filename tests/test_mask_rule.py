@@ -11,9 +11,8 @@ import tensorflow as tf
 
 import hifill_tf
 from hifill_tf import io
-from hifill_tf.weights import load_generator
 from mask_cases import array_cases, expected_hole, file_cases
-from test_infer import INFER, PHOTO, loaded_saved_model, random_weights
+from test_infer import INFER, PHOTO, loaded_saved_model, random_generator, random_weights
 
 HEIGHT, WIDTH = 72, 112
 EXTENSIONS = {"0/1 PNG": ".png", "0/255 PNG": ".png", "noisy JPEG": ".jpg"}
@@ -43,7 +42,7 @@ def test_read_mask(name, tmp_path):
 
 
 def test_api_inpaint():
-    generator = load_generator(random_weights())
+    generator = random_generator()
     image, hole = _photo(), expected_hole(HEIGHT, WIDTH)
     for name, mask in array_cases(HEIGHT, WIDTH).items():
         _assert_fills_exactly(hifill_tf.inpaint(image, mask, generator=generator), image, hole)
