@@ -5,6 +5,7 @@
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -15,13 +16,22 @@ _LAZY = {"inpaint": "hifill_tf.api", "Discriminator": "hifill_tf.models.discrimi
 __all__ = ["inpaint", "Generator", "Discriminator"]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hifill_tf' has no attribute {name!r}")
+def lazy_names(package, names):
+    """PEP 562 ``__getattr__`` and ``__dir__`` for ``package`` whose ``names`` ({name: module})
+    are imported on first use; also used by ``hifill_tf.data``."""
+    namespace = vars(sys.modules[package])  # the package is in sys.modules while it initialises
+
+    def __getattr__(name):
+        if name in names:
+            value = getattr(importlib.import_module(names[name]), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__():
+        return sorted(list(namespace) + list(names))
+
+    return __getattr__, __dir__
 
 
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -5,21 +5,10 @@ The public names load TensorFlow, so they are imported on first use (PEP 562, as
 starts without it.
 """
 
-import importlib
+from hifill_tf import lazy_names
 
 _LAZY = {"MaskGenerator": "hifill_tf.data.masks", "sample_mask": "hifill_tf.data.masks",
          "DatasetInfo": "hifill_tf.data.pipeline", "list_image_files": "hifill_tf.data.pipeline",
          "make_dataset": "hifill_tf.data.pipeline"}
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hifill_tf.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
