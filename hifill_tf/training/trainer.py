@@ -248,8 +248,11 @@ def train(config, progress=print):
              + (f" ({', '.join(os.path.basename(p) for p in info.skipped_files)})"
                 if info.num_skipped else ""))
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    preview = next(iter(dataset))
-    preview = {k: v[: min(4, global_batch), -1] for k, v in preview.items()}
+    # The preview images are the first batch's (first replica's part): a second iterator over
+    # the dataset would optimise and start its pipeline again (about a second per start).
+    first_batch = next(iterator)
+    preview = strategy.experimental_local_results(first_batch)[0]
+    preview = {k: v[:4, -1] for k, v in preview.items()}
 
     validator = None
     if config["validation_dir"]:
@@ -280,7 +283,9 @@ def train(config, progress=print):
     step = start_step
     try:
         while step < config["steps"]:
-            logs = distributed_step(next(iterator))
+            batch = next(iterator) if first_batch is None else first_batch
+            first_batch = None
+            logs = distributed_step(batch)
             step = int(step_var.numpy())
             window_steps += 1
             values = {k: float(v) for k, v in logs.items()}
