@@ -45,17 +45,8 @@ def test_cpu_module_imports_no_tensorflow():
     assert _run(code, _clean_env()) is False
 
 
-def test_train_py_trains_with_onednn_by_default():
-    # Module-level code of train.py (its prologue and imports), not main().
-    code = ("import json, runpy, sys; sys.argv = ['train.py']; "
-            "runpy.run_path('train.py', run_name='train_under_test'); "
-            "from hifill_tf.training import cpu; "
-            "print(json.dumps([cpu.onednn_enabled(), __import__('os').environ.get('TF_ENABLE_ONEDNN_OPTS')]))")
-    assert _run(code, _clean_env()) == [True, "1"]
-
-
 GRADIENTS = r"""
-import json, sys
+import json, os, sys
 import keras, numpy as np, tensorflow as tf
 from hifill_tf.training import cpu, losses
 from hifill_tf.training.trainer import DEFAULTS, build_gan
@@ -79,22 +70,44 @@ def grads():
 for _ in range(3):  # repeated: a heap corruption would show as a crash
     loss, g = grads()
 np.savez(sys.argv[1], loss=loss.numpy(), **{f"g{i}": v.numpy() for i, v in enumerate(g)})
-print(json.dumps(cpu.onednn_enabled()))
+print(json.dumps([cpu.onednn_enabled(), os.environ.get("TF_ENABLE_ONEDNN_OPTS")]))
 """
 
 
+def _gradients(path, env, prologue=""):
+    """Runs GRADIENTS (after `prologue`) in a fresh process; returns its last JSON line and the
+    gradients it saved."""
+    proc = subprocess.run([sys.executable, "-c", prologue + GRADIENTS, str(path)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(path)
+
+
+# Module-level code of train.py (its prologue and imports), not main(): the oneDNN setting a
+# user's train.py run gets when the environment does not set it.
+TRAIN_PY_PROLOGUE = ("import runpy, sys; argv, sys.argv = sys.argv, ['train.py']; "
+                     "runpy.run_path('train.py', run_name='train_under_test'); sys.argv = argv\n")
+
+
+@pytest.fixture(scope="module")
+def train_py_gradients(tmp_path_factory):
+    """The gradients under train.py's own CPU settings (the environment leaves oneDNN unset):
+    one TensorFlow start for both tests below."""
+    path = tmp_path_factory.mktemp("onednn") / "grads-train-py.npz"
+    return _gradients(path, _clean_env(), TRAIN_PY_PROLOGUE)
+
+
+def test_train_py_trains_with_onednn_by_default(train_py_gradients):
+    (enabled, variable), _ = train_py_gradients
+    assert (enabled, variable) == (True, "1")
+
+
 @pytest.mark.slow
-def test_onednn_gradients_match_onednn_off(tmp_path):
-    results = {}
-    for flag in ("0", "1"):
-        path = tmp_path / f"grads{flag}.npz"
-        proc = subprocess.run([sys.executable, "-c", GRADIENTS, str(path)], cwd=REPO,
-                              env=_clean_env(TF_ENABLE_ONEDNN_OPTS=flag), capture_output=True,
-                              text=True, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout.strip().splitlines()[-1]) is (flag == "1")
-        results[flag] = np.load(path)
-    off, on = results["0"], results["1"]
+def test_onednn_gradients_match_onednn_off(tmp_path, train_py_gradients):
+    (enabled, _), on = train_py_gradients
+    assert enabled is True
+    (enabled, _), off = _gradients(tmp_path / "grads0.npz", _clean_env(TF_ENABLE_ONEDNN_OPTS="0"))
+    assert enabled is False
     assert np.isfinite(float(on["loss"]))
     np.testing.assert_allclose(float(on["loss"]), float(off["loss"]), rtol=1e-5)
     for name in off.files:
