@@ -14,20 +14,21 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 # pytest-xdist (`make test`: -n 2): whole test files go to one worker, so their module fixtures
 # (a traced model, a GAN step, an export) are built once, and the slowest files start first so
-# that the two workers finish together. Files that share a model cached in the process
-# (test_infer.random_export: test_infer, test_mask_rule, test_notebook, test_export) form one
-# unit, so it is exported once. (xdist's --dist loadgroup cannot do this under pytest 9, whose
+# that the two workers finish together. Files that share a model cached in the process form
+# one unit, so it is built once: test_infer.random_export and random_generator (test_infer,
+# test_mask_rule, test_notebook, test_export, test_cra, test_evaluate: one export, one traced
+# API graph) and the bundled generator (test_beam, test_validation). (xdist's --dist loadgroup cannot do this under pytest 9, whose
 # test ids no longer take xdist's group suffix: every test was its own unit and module fixtures
 # were built on both workers.)
 _GROUPS = {"test_mask_rule.py": "test_infer.py", "test_notebook.py": "test_infer.py",
-           "test_export.py": "test_infer.py"}
+           "test_export.py": "test_infer.py", "test_cra.py": "test_infer.py",
+           "test_evaluate.py": "test_infer.py", "test_validation.py": "test_beam.py"}
 # Slowest first, as measured by `pytest --durations=0` (seconds of one worker, summed per unit).
 # A slow unit left for the end keeps one worker busy while the other idles (the browser tests,
 # 60-80 s, were once last).
-_SLOWEST_FIRST = ["test_infer.py", "test_train.py", "test_app_browser.py", "test_gan.py",
-                  "test_beam.py", "test_cra.py", "test_validation.py",
-                  "test_bench.py", "test_evaluate.py", "test_cpu_training.py", "test_pipeline.py",
-                  "test_generator.py", "test_learning.py", "test_weights.py", "test_masks.py",
+_SLOWEST_FIRST = ["test_infer.py", "test_app_browser.py", "test_train.py", "test_beam.py",
+                  "test_gan.py", "test_bench.py", "test_cpu_training.py", "test_pipeline.py",
+                  "test_generator.py", "test_weights.py", "test_learning.py", "test_masks.py",
                   "test_app.py", "test_photos.py"]
 
 

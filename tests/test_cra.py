@@ -193,7 +193,11 @@ def test_interpolation_matrix_matches_tf_resize():
 
 @pytest.fixture(scope="module")
 def generator():
-    return Generator()
+    """A random-weight generator whose API graph is traced once for the tests of its unit
+    (test_infer.random_generator; conftest.py runs this file in that unit)."""
+    from test_infer import random_generator
+
+    return random_generator()
 
 
 @pytest.mark.slow

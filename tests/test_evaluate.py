@@ -4,14 +4,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image, ImageFilter
 
 from hifill_tf import evaluate as ev
-from hifill_tf.models.generator import Generator
 from hifill_tf.weights import save_generator_weights
 
 # A small CRA budget: 256x256 runs the network at f = 2 and 200x300 at f = 3 (with mirror
@@ -37,10 +35,11 @@ def box_mask(height, width, top, left, bottom, right):
 
 @pytest.fixture(scope="module")
 def generator():
-    keras.utils.set_random_seed(0)
-    model = Generator()
-    model.build()
-    return model
+    """A random-weight generator whose API graph is traced once for the tests of its unit
+    (test_infer.random_generator; conftest.py runs this file in that unit)."""
+    from test_infer import random_generator
+
+    return random_generator()
 
 
 # --- metrics against hand-computed values --------------------------------------------------
