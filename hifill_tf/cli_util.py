@@ -202,10 +202,12 @@ def load_inpainter(weights=None, saved_model=None, max_pixels=None, feather=0):
     if saved_model:
         return SavedModelInpainter(path)
 
+    from hifill_tf import api
     from hifill_tf.weights import load_generator
 
     try:
-        generator = load_generator(path)
+        # The bundled weights: the process's one copy (hifill_tf.inpaint's), traced once.
+        generator = load_generator(path) if weights else api.default_generator()
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{path}: not a usable generator weights file: {e}") from e
     description = f"weights {path}" if weights else f"bundled weights {path}"
