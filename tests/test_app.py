@@ -105,6 +105,10 @@ def test_health(client, service):
     assert health["max_pixels"] == service.network_pixels
     side = int(service.network_pixels ** 0.5)
     assert health["network_size"] == f"{side}x{side}"
+    # The bundled weights are the process's one copy (hifill_tf.inpaint's), not a second one.
+    from hifill_tf import api
+
+    assert service.inpainter.generator is api.default_generator()
 
 
 def test_page_is_served_beside_the_api(client):
