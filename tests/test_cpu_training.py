@@ -23,9 +23,9 @@ def _clean_env(**extra):
     return env
 
 
-def _run(code, env, timeout=600):
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+def _run(code, env, *args, timeout=600):
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -77,10 +77,7 @@ print(json.dumps([cpu.onednn_enabled(), os.environ.get("TF_ENABLE_ONEDNN_OPTS")]
 def _gradients(path, env, prologue=""):
     """Runs GRADIENTS (after `prologue`) in a fresh process; returns its last JSON line and the
     gradients it saved."""
-    proc = subprocess.run([sys.executable, "-c", prologue + GRADIENTS, str(path)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(path)
+    return _run(prologue + GRADIENTS, env, path, timeout=900), np.load(path)
 
 
 # Module-level code of train.py (its prologue and imports), not main(): the oneDNN setting a

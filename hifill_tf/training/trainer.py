@@ -10,6 +10,7 @@ stream, and a checkpoint of another architecture fails to load by name
 instead of loading into the wrong layers.
 """
 
+import itertools
 import json
 import logging
 import math
@@ -248,11 +249,12 @@ def train(config, progress=print):
              + (f" ({', '.join(os.path.basename(p) for p in info.skipped_files)})"
                 if info.num_skipped else ""))
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    # The preview images are the first batch's (first replica's part): a second iterator over
-    # the dataset would optimise and start its pipeline again (about a second per start).
+    # The preview images are the first batch's (first replica's part), which still trains: a
+    # second iterator over the dataset would optimise and start its pipeline again (~1 s).
     first_batch = next(iterator)
     preview = strategy.experimental_local_results(first_batch)[0]
     preview = {k: v[:4, -1] for k, v in preview.items()}
+    batches = itertools.chain([first_batch], iterator)
 
     validator = None
     if config["validation_dir"]:
@@ -283,9 +285,7 @@ def train(config, progress=print):
     step = start_step
     try:
         while step < config["steps"]:
-            batch = next(iterator) if first_batch is None else first_batch
-            first_batch = None
-            logs = distributed_step(batch)
+            logs = distributed_step(next(batches))
             step = int(step_var.numpy())
             window_steps += 1
             values = {k: float(v) for k, v in logs.items()}
