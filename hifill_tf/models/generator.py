@@ -113,7 +113,9 @@ class Generator(keras.Model):
     [-1, 1] and mask float32 [B, H, W, 1] (1 = hole). Returns a dict with
     ``"coarse"`` and ``"refined"`` (raw outputs in [-1, 1]), ``"inpainted"``
     (refined pasted into the hole of the input) and ``"scores"``
-    [B, n, n], n = (H/16) * (W/16), laid out [source, target].
+    [B, n, n], n = (H/16) * (W/16), laid out [source, target]. Pass
+    ``training=True`` to take gradients: otherwise its dilated convolutions
+    are single ops, which have no gradient on a CPU without oneDNN.
     """
 
     def __init__(self, coarse_gate="sc", refine_gate="pw", softmax_scale=10.0,
