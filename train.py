@@ -64,6 +64,10 @@ flags.DEFINE_integer("validate_every", D["validate_every"], "Validate every N st
 flags.DEFINE_integer("validation_long_side", D["validation_long_side"], "Validation photos are resized to this long side (pixels).")
 flags.DEFINE_integer("validation_holes", D["validation_holes"], "Seeded holes per validation photo.")
 flags.DEFINE_integer("images_seen_before", D["images_seen_before"], "Images the initial generator was already trained on (continuing a run across sessions): added to the images-seen axis of the validation log.")
+flags.DEFINE_enum("backend", D["backend"], ["tensorflow", "jax"], "Keras backend of training. tensorflow: tf.data, tf.distribute, checkpoints; jax: the same Algorithm 1 with views from hifill_tf.data.numpy_feed (no TensorFlow needed; --hole_pool required) and --mixed_precision as bfloat16.")
+flags.DEFINE_float("train_minutes", D["train_minutes"], "Stop after this many minutes of training (then save, validate and exit 0); unset: run until --steps.")
+flags.DEFINE_string("hole_pool", D["hole_pool"], "With --backend=jax: the .npz of training holes pre-rendered by `python -m hifill_tf.data.numpy_feed render-holes` (the same MaskGenerator as the TF pipeline).")
+flags.DEFINE_integer("feed_workers", D["feed_workers"], "With --backend=jax: processes making views (default: all cores but one).")
 flags.mark_flag_as_required("model_dir")
 
 
@@ -79,7 +83,12 @@ def main(argv):
     except TrainingError as error:
         sys.exit(f"train.py: {error}")
 
-    from hifill_tf.training import trainer
+    # Keras reads its backend once, at import: set it before anything imports Keras.
+    os.environ["KERAS_BACKEND"] = config["backend"]
+    if config["backend"] == "jax":
+        from hifill_tf.training import jax_trainer as trainer
+    else:
+        from hifill_tf.training import trainer
 
     try:
         result = trainer.train(config, progress=lambda message: print(message, flush=True))

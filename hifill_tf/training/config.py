@@ -19,7 +19,9 @@ DEFAULTS = dict(
     init_generator=None,
     validation_dir=None, validate_every=500, validation_long_side=1024, validation_holes=2,
     images_seen_before=0,
+    backend="tensorflow", train_minutes=None, hole_pool=None, feed_workers=None,
 )
+BACKENDS = ("tensorflow", "jax")
 
 
 class TrainingError(RuntimeError):
@@ -28,6 +30,10 @@ class TrainingError(RuntimeError):
 
 def check_config(config):
     """Raise TrainingError for a configuration no model can train with."""
+    if config["backend"] not in BACKENDS:
+        raise TrainingError(f"--backend must be one of {', '.join(BACKENDS)}; got {config['backend']!r}")
+    if config["train_minutes"] is not None and config["train_minutes"] <= 0:
+        raise TrainingError(f"--train_minutes must be positive; got {config['train_minutes']}")
     if config["image_size"] < 64 or config["image_size"] % 64:
         # The generator needs multiples of 16; the critic's six stride-2 convolutions 64.
         raise TrainingError(f"--image_size must be a positive multiple of 64; got {config['image_size']}")

@@ -26,7 +26,7 @@ from hifill_tf.data.pipeline import make_dataset
 from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator, paste
-from hifill_tf.training import cpu
+from hifill_tf.training import cpu, state
 from hifill_tf.training.config import DEFAULTS, TrainingError, check_config
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.training.optimizers import FusedAdam
@@ -36,6 +36,7 @@ logger = logging.getLogger("hifill_tf.train")
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+STATE_DIR = "state"  # training.state: by name, compact, read by the JAX trainer too
 
 VALIDATION_LOG = "validation.jsonl"
 BEST_WEIGHTS = "best.npz"
@@ -234,6 +235,14 @@ def train(config, progress=print):
     if manager.latest_checkpoint:
         restore_checkpoint(gan, manager.latest_checkpoint, checkpoint)
         progress(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
+    elif state.has_state(os.path.join(model_dir, STATE_DIR)):
+        directory = os.path.join(model_dir, STATE_DIR)
+        try:
+            state.load_state(directory, gan.generator, gan.discriminator, gan.g_optimizer,
+                             gan.d_optimizer)
+        except state.StateError as error:
+            raise TrainingError(str(error)) from error
+        progress(f"resumed from {directory} at step {int(step_var.numpy())}")
     elif config["init_generator"]:
         source, path = _init_generator(gan.generator, config["init_generator"])
         progress(f"generator initialised from {source} ({path})")
@@ -281,10 +290,19 @@ def train(config, progress=print):
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     images_per_step = global_batch * (config["critic_steps"] + 1 if gan.uses_critic else 1)
     started = time.time()
+    deadline = math.inf if not config["train_minutes"] else started + 60 * config["train_minutes"]
     window_start, window_steps = time.time(), 0
     step = start_step
+
+    def save():
+        manager.save(checkpoint_number=step)
+        state.save_state(os.path.join(model_dir, STATE_DIR), gan.generator, gan.discriminator,
+                         gan.g_optimizer, gan.d_optimizer,
+                         dict(step=step, images_seen_before=config["images_seen_before"],
+                              config=config, backend="tensorflow"))
+
     try:
-        while step < config["steps"]:
+        while step < config["steps"] and time.time() < deadline:
             logs = distributed_step(next(batches))
             step = int(step_var.numpy())
             window_steps += 1
@@ -319,11 +337,14 @@ def train(config, progress=print):
                 best = _validate(validator, gan, preview, writer, step, config, best,
                                  images_per_step, progress)
             if step % config["checkpoint_every"] == 0:
-                manager.save(checkpoint_number=step)
+                save()
             if stop.signal is not None:
                 break
         if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
-            manager.save(checkpoint_number=step)
+            save()
+        if validator is not None and step % config["validate_every"] and time.time() >= deadline:
+            best = _validate(validator, gan, preview, writer, step, config, best,
+                             images_per_step, progress)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

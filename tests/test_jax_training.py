@@ -1,0 +1,107 @@
+"""The JAX trainer (``training/jax_trainer.py``) against the TF one, and the state both read.
+
+Keras fixes its backend per process: the JAX side runs in a subprocess with
+``KERAS_BACKEND=jax``, the TF side in this process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hifill_tf.training import state
+from hifill_tf.training.config import DEFAULTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE, BATCH = 64, 2
+
+
+def run_jax(code, **env):
+    """Run ``code`` under the JAX backend; returns its last stdout line parsed as JSON."""
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", **env}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _batch(group, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.uniform(-1, 1, (BATCH, group, SIZE, SIZE, 3)).astype(np.float32)
+    mask = np.zeros((BATCH, group, SIZE, SIZE, 1), np.float32)
+    mask[:, :, 16:40, 8:44] = 1.0
+    return image, mask
+
+
+JAX_STEP = """
+import json, sys
+import jax, numpy as np
+from hifill_tf.training import jax_trainer, state
+config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else json.loads(open({config!r}).read())
+g, d, go, do = jax_trainer.build(config)
+state.load_state({before!r}, g, d, go, do)
+step = jax_trainer.make_train_step(g, d, go, do, config)
+train_state = jax_trainer.gather_state(g, d, go, do, jax.random.key_data(jax.random.PRNGKey(0)))
+data = np.load({batch!r})
+image, mask = (np.swapaxes(data[k], 0, 1) for k in ("image", "mask"))  # [G, B, ...]
+train_state, logs = step(train_state, image, mask)
+jax_trainer.scatter_state(train_state, g, d, go, do)
+state.save_state({after!r}, g, d, go, do)
+print(json.dumps({{k: float(v) for k, v in logs.items()}}))
+"""
+
+
+def _moments(path):
+    with np.load(path) as data:
+        return {k: data[k].view(np.uint16) for k in data.files if not k.startswith("__")}
+
+
+def test_one_reconstruction_step_matches_between_backends(tmp_path):
+    """Same weights, same batch, one Adam step: the same losses, gradients (Adam's first
+    moment is (1 - beta_1) g) and updated weights on TF and JAX."""
+    import ml_dtypes
+    import tensorflow as tf
+
+    from hifill_tf.training import trainer
+
+    config = {**DEFAULTS, "image_size": SIZE, "batch_size": BATCH, "adversarial_weight": 0.0,
+              "g_lr": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "hole_weight": 6.0}
+    gan = trainer.build_gan(config)
+    before, after = str(tmp_path / "before"), str(tmp_path / "tf")
+    state.save_state(before, gan.generator, gan.discriminator, gan.g_optimizer)
+    image, mask = _batch(1)
+    np.savez(tmp_path / "batch.npz", image=image, mask=mask)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    logs = tf.function(gan.train_step, autograph=False)({"image": image, "mask": mask})
+    state.save_state(after, gan.generator, gan.discriminator, gan.g_optimizer)
+
+    jax_logs = run_jax(JAX_STEP.format(config=str(tmp_path / "config.json"), before=before,
+                                       batch=str(tmp_path / "batch.npz"),
+                                       after=str(tmp_path / "jax")))
+    for name in ("rec_loss", "coarse_rec_loss", "g_loss"):
+        assert jax_logs[name] == pytest.approx(float(logs[name]), rel=1e-5), name
+
+    def values(path):
+        with np.load(path) as data:
+            return {k: data[k].view(ml_dtypes.bfloat16).astype(np.float32)
+                    for k in data.files if k.startswith("m/")}
+
+    m_tf, m_jax = values(f"{after}/g_optimizer.npz"), values(str(tmp_path / "jax/g_optimizer.npz"))
+    assert m_tf.keys() == m_jax.keys() and len(m_tf) > 100
+    difference = np.sqrt(sum(np.sum((m_tf[k] - m_jax[k]) ** 2) for k in m_tf))
+    norm = np.sqrt(sum(np.sum(m_tf[k] ** 2) for k in m_tf))
+    assert norm > 0 and difference / norm < 1e-2  # bfloat16 storage: ~4e-3 per element
+
+    with np.load(f"{after}/generator.npz") as a, np.load(str(tmp_path / "jax/generator.npz")) as b, \
+            np.load(f"{before}/generator.npz") as start:
+        moved = [k for k in a.files if not k.startswith("__")]
+        step_tf = np.concatenate([(a[k] - start[k]).ravel() for k in moved])
+        step_jax = np.concatenate([(b[k] - start[k]).ravel() for k in moved])
+    # Adam's first step is about lr * sign(g) for every weight with a real gradient.
+    big = np.abs(step_tf) > 0.5 * config["g_lr"]
+    assert big.mean() > 0.5
+    assert np.mean(np.sign(step_tf[big]) == np.sign(step_jax[big])) > 0.99
+    assert np.max(np.abs(step_tf - step_jax)) <= 2.0 * config["g_lr"] * 1.001
