@@ -8,10 +8,13 @@ the network, the full-resolution residuals (CRA, ``hifill_tf.cra``).
 Scores are laid out ``[batch, source, target]`` over the ``gh * gw`` cells of
 the grid in row-major order, so column ``j`` holds the weights that fill
 target cell ``j``.
+
+Everything here is ``keras.ops``: sizes are Python ints where they are static and scalar
+tensors where TensorFlow traces with unknown height and width.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def cell_mask(mask, grid_shape):
@@ -21,10 +24,10 @@ def cell_mask(mask, grid_shape):
         mask: float [B, H, W, 1], 1 = hole; H and W multiples of the grid.
         grid_shape: (gh, gw), Python ints or scalar tensors.
     """
-    shape = tf.shape(mask)
+    shape = ops.shape(mask)
     gh, gw = grid_shape[0], grid_shape[1]
-    blocks = tf.reshape(mask, [shape[0], gh, shape[1] // gh, gw, shape[2] // gw, 1])
-    return tf.reduce_max(blocks, axis=[2, 4])
+    blocks = ops.reshape(mask, (shape[0], gh, shape[1] // gh, gw, shape[2] // gw, 1))
+    return ops.max(blocks, axis=(2, 4))
 
 
 def touched_by_hole(hole_cells, patch_size):
@@ -33,7 +36,7 @@ def touched_by_hole(hole_cells, patch_size):
     ``hole_cells`` float [B, gh, gw, 1] (``cell_mask``). Only untouched cells are attention
     sources (Eq. 2 sums over background patches): ACM and CRA's ``source_cells`` both ask here.
     """
-    return tf.nn.max_pool2d(hole_cells, patch_size, 1, "SAME")
+    return ops.max_pool(hole_cells, patch_size, 1, "same", data_format="channels_last")
 
 
 def grid_to_patches(x, grid_shape):
@@ -41,30 +44,40 @@ def grid_to_patches(x, grid_shape):
 
     Returns [B, gh * gw, (H / gh) * (W / gw) * C], cells in row-major order.
     """
-    shape = tf.shape(x)
+    shape = ops.shape(x)
     gh, gw = grid_shape[0], grid_shape[1]
     ph, pw = shape[1] // gh, shape[2] // gw
-    x = tf.reshape(x, [shape[0], gh, ph, gw, pw, shape[3]])
-    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
-    return tf.reshape(x, [shape[0], gh * gw, ph * pw * shape[3]])
+    x = ops.reshape(x, (shape[0], gh, ph, gw, pw, shape[3]))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (shape[0], gh * gw, ph * pw * shape[3]))
 
 
 def patches_to_grid(patches, grid_shape, patch_shape, channels):
     """Inverse of :func:`grid_to_patches`: tile [B, n, ph * pw * C] back to an image."""
-    batch = tf.shape(patches)[0]
+    batch = ops.shape(patches)[0]
     gh, gw = grid_shape[0], grid_shape[1]
     ph, pw = patch_shape[0], patch_shape[1]
-    x = tf.reshape(patches, [batch, gh, gw, ph, pw, channels])
-    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
-    return tf.reshape(x, [batch, gh * ph, gw * pw, channels])
+    x = ops.reshape(patches, (batch, gh, gw, ph, pw, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (batch, gh * ph, gw * pw, channels))
 
 
 def upsample_cells(cells, factor_h, factor_w):
     """Nearest up-sampling of a grid map by integer per-axis factors."""
-    shape = tf.shape(cells)
-    x = tf.reshape(cells, [shape[0], shape[1], 1, shape[2], 1, shape[3]])
-    x = tf.tile(x, [1, 1, factor_h, 1, factor_w, 1])
-    return tf.reshape(x, [shape[0], shape[1] * factor_h, shape[2] * factor_w, shape[3]])
+    shape = ops.shape(cells)
+    x = ops.reshape(cells, (shape[0], shape[1], 1, shape[2], 1, shape[3]))
+    x = ops.tile(x, (1, 1, factor_h, 1, factor_w, 1))
+    return ops.reshape(x, (shape[0], shape[1] * factor_h, shape[2] * factor_w, shape[3]))
+
+
+def patches_around(x, k):
+    """The k x k patch around every pixel of [B, H, W, C] (zero padding), flattened in
+    (row, col, channel) order: [B, H, W, k * k * C], as ``tf.image.extract_patches``."""
+    shape = ops.shape(x)
+    r = k // 2
+    padded = ops.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+    return ops.concatenate([padded[:, i:i + shape[1], j:j + shape[2], :]
+                            for i in range(k) for j in range(k)], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="hifill")
@@ -98,27 +111,25 @@ class AttentionComputing(keras.layers.Layer):
         k = self.patch_size
         # float32 even under a mixed policy: the squared norms of 3x3x128
         # patches overflow float16.
-        features = tf.cast(features, tf.float32)
-        hole = tf.cast(hole, tf.float32)
-        shape = tf.shape(features)
+        features = ops.cast(features, "float32")
+        hole = ops.cast(hole, "float32")
+        shape = ops.shape(features)
         n = shape[1] * shape[2]
-        patches = tf.image.extract_patches(
-            features, sizes=[1, k, k, 1], strides=[1, 1, 1, 1], rates=[1, 1, 1, 1], padding="SAME"
-        )
-        patches = tf.reshape(patches, [shape[0], n, -1])
-        patches = tf.math.l2_normalize(patches, axis=-1)
-        cosine = tf.matmul(patches, patches, transpose_b=True)  # Eq. (1), [B, src, tgt]
+        patches = ops.reshape(patches_around(features, k), (shape[0], n, -1))
+        norms = ops.sum(ops.square(patches), axis=-1, keepdims=True)
+        patches = patches * ops.rsqrt(ops.maximum(norms, 1e-12))
+        cosine = ops.einsum("bsc,btc->bst", patches, patches)  # Eq. (1), [B, src, tgt]
 
         touched = touched_by_hole(hole, k)
-        background = 1.0 - tf.reshape(touched, [shape[0], n, 1])
+        background = 1.0 - ops.reshape(touched, (shape[0], n, 1))
         logits = self.softmax_scale * cosine
         # Softmax over background sources (Eq. 2), written out so that hole
         # sources get exactly zero and an all-hole grid gives zeros, not NaN.
-        logits = tf.where(background > 0, logits, tf.reduce_min(logits) - 1.0)
-        logits -= tf.reduce_max(logits, axis=1, keepdims=True)
-        weights = tf.exp(logits) * background
-        total = tf.reduce_sum(weights, axis=1, keepdims=True)
-        return weights / tf.maximum(total, 1e-12)
+        logits = ops.where(background > 0, logits, ops.min(logits) - 1.0)
+        logits -= ops.max(logits, axis=1, keepdims=True)
+        weights = ops.exp(logits) * background
+        total = ops.sum(weights, axis=1, keepdims=True)
+        return weights / ops.maximum(total, 1e-12)
 
     def compute_output_shape(self, features_shape, hole_shape=None):
         n = None
@@ -158,21 +169,21 @@ class AttentionTransfer(keras.layers.Layer):
         self.patch_multiple = patch_multiple
 
     def call(self, features, scores, hole):
-        features = tf.convert_to_tensor(features)
-        shape = tf.shape(features)
-        hole_shape = tf.shape(hole)
+        features = ops.convert_to_tensor(features)
+        shape = ops.shape(features)
+        hole_shape = ops.shape(hole)
         gh, gw = hole_shape[1], hole_shape[2]
         sh, sw = shape[1] // gh, shape[2] // gw
-        channels = features.shape[-1]
+        channels = shape[3]
         k = self.patch_multiple
-        scores = tf.cast(scores, features.dtype)
+        scores = ops.cast(scores, features.dtype)
         if k == 1:
             patches = grid_to_patches(features, (gh, gw))
-            filled = tf.matmul(scores, patches, transpose_a=True)  # Eq. (3)
+            filled = _transfer(scores, patches)  # Eq. (3)
             filled = patches_to_grid(filled, (gh, gw), (sh, sw), channels)
         else:
             filled = self._overlapping_transfer(features, scores, gh, gw, sh, sw, channels)
-        hole_pixels = tf.cast(upsample_cells(hole, sh, sw), features.dtype)
+        hole_pixels = ops.cast(upsample_cells(hole, sh, sw), features.dtype)
         return features + hole_pixels * (filled - features)
 
     def _overlapping_transfer(self, features, scores, gh, gw, sh, sw, channels):
@@ -182,17 +193,17 @@ class AttentionTransfer(keras.layers.Layer):
         # Static loops over the k*k blocks, none over the batch.
         k = self.patch_multiple
         c = k // 2
-        padded = tf.pad(features, [[0, 0], [c * sh, c * sh], [c * sw, c * sw], [0, 0]])
-        cells = tf.ones([1, gh, gw, 1], features.dtype)
+        padded = ops.pad(features, ((0, 0), (c * sh, c * sh), (c * sw, c * sw), (0, 0)))
+        cells = ops.ones((1, gh, gw, 1), features.dtype)
         total, count = 0.0, 0.0
         for a in range(k):
             for b in range(k):
                 block = padded[:, a * sh:a * sh + gh * sh, b * sw:b * sw + gw * sw, :]
-                filled = tf.matmul(scores, grid_to_patches(block, (gh, gw)), transpose_a=True)
+                filled = _transfer(scores, grid_to_patches(block, (gh, gw)))
                 filled = patches_to_grid(filled, (gh, gw), (sh, sw), channels)
-                total += tf.pad(filled, [[0, 0], [a * sh, (k - 1 - a) * sh],
-                                         [b * sw, (k - 1 - b) * sw], [0, 0]])
-                count += tf.pad(cells, [[0, 0], [a, k - 1 - a], [b, k - 1 - b], [0, 0]])
+                total += ops.pad(filled, ((0, 0), (a * sh, (k - 1 - a) * sh),
+                                          (b * sw, (k - 1 - b) * sw), (0, 0)))
+                count += ops.pad(cells, ((0, 0), (a, k - 1 - a), (b, k - 1 - b), (0, 0)))
         count = upsample_cells(count[:, c:c + gh, c:c + gw, :], sh, sw)
         return total[:, c * sh:c * sh + gh * sh, c * sw:c * sw + gw * sw, :] / count
 
@@ -203,3 +214,8 @@ class AttentionTransfer(keras.layers.Layer):
         config = super().get_config()
         config.update(patch_multiple=self.patch_multiple)
         return config
+
+
+def _transfer(scores, patches):
+    """Eq. (3) for every target: ``sum_i s_ij p_i``, [B, tgt, D] from scores [B, src, tgt]."""
+    return ops.einsum("bst,bsd->btd", scores, patches)

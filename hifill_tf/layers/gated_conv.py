@@ -3,7 +3,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 GATE_KINDS = ("full", "ds", "pw", "sc")
@@ -96,7 +95,10 @@ class GatedConv2D(keras.layers.Layer):
         shape = ops.shape(inputs)
 
         def offset(n):
-            pad = ops.maximum(((n + s - 1) // s - 1) * s + k - n, 0)
+            pad = ((n + s - 1) // s - 1) * s + k - n
+            # Python's max on static sizes (jax.jit sees a constant); a tensor only for
+            # TensorFlow's unknown sizes.
+            pad = max(pad, 0) if isinstance(pad, int) else ops.maximum(pad, 0)
             return (k - 1) // 2 - pad // 2
 
         return inputs[:, offset(shape[1])::s, offset(shape[2])::s]
@@ -121,17 +123,20 @@ class GatedConv2D(keras.layers.Layer):
 
 
 def _conv(layer, inputs, native):
-    """``layer(inputs)``; with ``native``, a dilated Conv2D runs as one dilated conv op.
+    """``layer(inputs)``; with ``native`` on TensorFlow, a dilated Conv2D runs as one dilated op.
 
     For a dilated kernel ``tf.nn.convolution`` builds space-to-batch around a plain conv (the
     only form with a gradient on a CPU without oneDNN), about 45 ops per conv on unknown sizes:
     the generator's inference graph has 4251 ops against 1851 and traces in 2.1 s against
     0.9 s, with the same outputs. Inference (``training`` false) takes the dilated op, which
-    CPUs and GPUs both run; training keeps the differentiable form.
+    CPUs and GPUs both run; training keeps the differentiable form. This fast path is
+    TensorFlow only: other backends compile a dilated conv as one op anyway and call the layer.
     """
     if (not native or type(layer) is not keras.layers.Conv2D
-            or tuple(layer.dilation_rate) == (1, 1)):
+            or tuple(layer.dilation_rate) == (1, 1) or keras.backend.backend() != "tensorflow"):
         return layer(inputs)
+    import tensorflow as tf
+
     outputs = tf.nn.conv2d(inputs, layer.kernel, strides=1, padding=layer.padding.upper(),
                            dilations=layer.dilation_rate)
     return tf.nn.bias_add(outputs, layer.bias) if layer.use_bias else outputs

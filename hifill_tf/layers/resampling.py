@@ -1,12 +1,12 @@
 """2x up-sampling that traces with unknown height and width.
 
-``keras.layers.UpSampling2D`` branches on static shapes and fails inside a
-``tf.function`` whose spatial size is unknown (one SavedModel signature must
+``keras.layers.UpSampling2D`` and ``keras.ops.image.resize`` read static shapes and fail
+inside a ``tf.function`` whose spatial size is unknown (one SavedModel signature must
 serve every photo size), so the generator uses this layer instead.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -18,6 +18,10 @@ class Upsample2x(keras.layers.Layer):
     Args:
         interpolation: ``"nearest"`` (pixel repetition, as DeepFill's
             gen_deconv) or ``"bilinear"`` (half-pixel centres, §4.1).
+
+    Bilinear runs ``tf.image.resize`` on TensorFlow (it takes the size as a tensor) and
+    ``keras.ops.image.resize`` elsewhere (static shapes); both have half-pixel centres and
+    edges clamped, so they agree.
     """
 
     def __init__(self, interpolation="nearest", **kwargs):
@@ -27,12 +31,17 @@ class Upsample2x(keras.layers.Layer):
         self.interpolation = interpolation
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
+        batch, height, width, channels = ops.shape(inputs)
         if self.interpolation == "bilinear":
-            return tf.image.resize(inputs, [2 * shape[1], 2 * shape[2]], method="bilinear")
-        x = tf.reshape(inputs, [shape[0], shape[1], 1, shape[2], 1, shape[3]])
-        x = tf.tile(x, [1, 1, 2, 1, 2, 1])
-        return tf.reshape(x, [shape[0], 2 * shape[1], 2 * shape[2], inputs.shape[-1]])
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                return tf.image.resize(inputs, [2 * height, 2 * width], method="bilinear")
+            return ops.image.resize(inputs, (2 * height, 2 * width), interpolation="bilinear",
+                                    data_format="channels_last")
+        x = ops.reshape(inputs, (batch, height, 1, width, 1, channels))
+        x = ops.tile(x, (1, 1, 2, 1, 2, 1))
+        return ops.reshape(x, (batch, 2 * height, 2 * width, channels))
 
     def compute_output_shape(self, input_shape):
         def twice(d):
