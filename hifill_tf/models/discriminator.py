@@ -1,7 +1,7 @@
 """The WGAN-GP critic (appendix "Discriminator")."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from hifill_tf.models.generator import parse_spec
 
@@ -32,15 +32,15 @@ class Discriminator(keras.Model):
         self.flatten = keras.layers.Flatten()
         self.dense = keras.layers.Dense(1, name="score")
 
-    def call(self, images):
+    def call(self, images, training=None):
         x = images
         for conv in self.convs:
             x = conv(x)
             # max(x, a*x), not the LeakyRelu op: grappler's remapper fuses
             # Conv+BiasAdd+LeakyRelu and then crashes (double free) on the
             # second-order gradient of the WGAN-GP penalty (TF 2.21, CPU).
-            x = tf.maximum(x, self.negative_slope * x)
-        return tf.cast(self.dense(self.flatten(x)), tf.float32)
+            x = ops.maximum(x, self.negative_slope * x)
+        return ops.cast(self.dense(self.flatten(x)), "float32")
 
     def get_config(self):
         config = super().get_config()

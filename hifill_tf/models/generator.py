@@ -3,7 +3,7 @@
 import re
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from hifill_tf.layers.contextual_attention import AttentionComputing, AttentionTransfer, cell_mask
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
@@ -39,18 +39,18 @@ def paste(fill, image, hole):
 
 def parse_spec(spec):
     """Parse an appendix layer list into (op, args) tuples."""
-    ops = []
+    parsed = []
     for token in (t.strip() for t in spec.split(" - ")):
         match = _CONV.match(token)
         if match:
             k, s, c, d = match.groups()
-            ops.append(("conv", dict(kernel_size=int(k), strides=int(s), filters=int(c),
-                                     dilation_rate=int(d or 1))))
+            parsed.append(("conv", dict(kernel_size=int(k), strides=int(s), filters=int(c),
+                                        dilation_rate=int(d or 1))))
         elif token in ("downsample(2x)", "upsample(2x)", "clip"):
-            ops.append((token.split("(")[0], {}))
+            parsed.append((token.split("(")[0], {}))
         else:
             raise ValueError(f"unknown layer token {token!r} in spec {spec!r}")
-    return ops
+    return parsed
 
 
 def build_stack(spec, gate, prefix, final_upsample="nearest"):
@@ -114,8 +114,10 @@ class Generator(keras.Model):
     ``"coarse"`` and ``"refined"`` (raw outputs in [-1, 1]), ``"inpainted"``
     (refined pasted into the hole of the input) and ``"scores"``
     [B, n, n], n = (H/16) * (W/16), laid out [source, target]. Pass
-    ``training=True`` to take gradients: otherwise its dilated convolutions
-    are single ops, which have no gradient on a CPU without oneDNN.
+    ``training=True`` to take gradients: otherwise, on TensorFlow, its dilated
+    convolutions are single ops, which have no gradient on a CPU without oneDNN.
+    Runs on the TensorFlow and JAX backends; on TensorFlow it traces with unknown
+    batch, height and width.
     """
 
     def __init__(self, coarse_gate="sc", refine_gate="pw", softmax_scale=10.0,
@@ -142,26 +144,26 @@ class Generator(keras.Model):
         # pass builds every sub-layer (also used when loading a .keras file).
         if self.built:
             return
-        self.call(tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 1]))
+        self.call(ops.zeros((1, 32, 32, 3)), ops.zeros((1, 32, 32, 1)))
         self.built = True
 
     def build_from_config(self, config):
         self.build()
 
     def call(self, image, hole, training=None):
-        # tf.cast, not convert_to_tensor: under a mixed policy Keras hands us float16.
-        image = tf.cast(image, tf.float32)
-        hole = tf.cast(hole, tf.float32)
+        # A cast, not convert_to_tensor: under a mixed policy Keras hands us float16.
+        image = ops.cast(image, "float32")
+        hole = ops.cast(hole, "float32")
         masked = image * (1.0 - hole)
         # Casts keep the image path in float32 under a mixed-precision policy.
-        coarse = tf.cast(_apply(self.coarse, tf.concat([masked, hole], axis=-1)), tf.float32)
+        coarse = ops.cast(_apply(self.coarse, ops.concatenate([masked, hole], axis=-1)), "float32")
 
-        x = tf.concat([paste(coarse, image, hole), hole], axis=-1)
+        x = ops.concatenate([paste(coarse, image, hole), hole], axis=-1)
         p1 = _apply(self.refine["encoder1"], x)
         p2 = _apply(self.refine["encoder2"], p1)
         p3 = _apply(self.refine["encoder3"], p2)
 
-        shape = tf.shape(image)
+        shape = ops.shape(image)
         grid = (shape[1] // 16, shape[2] // 16)
         cells = cell_mask(hole, grid)
         scores = self.attention(self.attention_pool(p3), cells)
@@ -169,15 +171,15 @@ class Generator(keras.Model):
         def branch(level, features):
             return _apply(self.branches[level], self.transfers[level](features, scores, cells))
 
-        x = _apply(self.refine["decoder3"], tf.concat([p3, branch(3, p3)], axis=-1))
-        x = _apply(self.refine["decoder2"], tf.concat([x, branch(2, p2)], axis=-1))
-        refined = tf.cast(_apply(self.refine["decoder1"], tf.concat([x, branch(1, p1)], axis=-1)),
-                          tf.float32)
+        x = _apply(self.refine["decoder3"], ops.concatenate([p3, branch(3, p3)], axis=-1))
+        x = _apply(self.refine["decoder2"], ops.concatenate([x, branch(2, p2)], axis=-1))
+        refined = ops.cast(
+            _apply(self.refine["decoder1"], ops.concatenate([x, branch(1, p1)], axis=-1)), "float32")
         return {
             "coarse": coarse,
             "refined": refined,
             "inpainted": paste(refined, image, hole),
-            "scores": tf.cast(scores, tf.float32),
+            "scores": ops.cast(scores, "float32"),
         }
 
     def get_config(self):
