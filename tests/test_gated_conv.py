@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness import run_layer_test
+from harness import run_layer_test, tensorflow_only, to_numpy
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
 import reference
 
@@ -55,8 +55,8 @@ def test_pw_gate_and_feature_see_the_same_pixel(kernel_size, size):
     layer.feature_conv.bias.assign(np.zeros(4, np.float32))
     layer.gate_layers[0].kernel.assign(np.eye(4, dtype=np.float32)[None, None])
     layer.gate_layers[0].bias.assign(np.zeros(4, np.float32))
-    seen_by_feature = layer.feature_conv(x).numpy()
-    seen_by_gate = layer.gate_layers[0](layer._feature_centres(x)).numpy()
+    seen_by_feature = to_numpy(layer.feature_conv(x))
+    seen_by_gate = to_numpy(layer.gate_layers[0](layer._feature_centres(x)))
     np.testing.assert_array_equal(seen_by_gate, seen_by_feature)
     # Hand-computed for even sizes, k = 3 or 5: output (i, j) is centred on input (2i + 1, 2j + 1).
     if size % 2 == 0:
@@ -91,6 +91,7 @@ def test_clipped_output_conv(tmp_path):
         assert (np.abs(raw) > 1).any()  # the clip was exercised
 
 
+@tensorflow_only("the single-op dilated convolution of inference is a TF graph fast path")
 @pytest.mark.parametrize("gate", ["sc", "pw"])  # the generator's coarse and refine gates
 def test_dilated_inference_and_training_paths_agree_and_training_has_gradients(gate):
     """Inference runs a dilated conv as one op, training as space-to-batch (the form with a

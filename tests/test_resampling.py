@@ -1,5 +1,4 @@
 import numpy as np
-import tensorflow as tf
 
 from harness import run_layer_test
 from hifill_tf.layers.resampling import Upsample2x
