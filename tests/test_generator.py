@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import keras
-import tensorflow as tf
 
+from harness import tensorflow_only, to_numpy
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
-from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
 
 
@@ -28,19 +27,20 @@ def test_generator_outputs(generator, height, width):
     rng = np.random.default_rng(0)
     image, mask = _inputs(rng, 2, height, width)
     out = generator(image, mask)
+    assert {keras.backend.standardize_dtype(v.dtype) for v in out.values()} == {"float32"}
+    out = {key: to_numpy(value) for key, value in out.items()}
     n = (height // 16) * (width // 16)
     assert set(out) == {"coarse", "refined", "inpainted", "scores"}
     for key in ("coarse", "refined", "inpainted"):
         assert out[key].shape == (2, height, width, 3)
-        assert out[key].dtype == tf.float32
-        assert float(tf.reduce_min(out[key])) >= -1 and float(tf.reduce_max(out[key])) <= 1
+        assert out[key].min() >= -1 and out[key].max() <= 1
     assert out["scores"].shape == (2, n, n)
-    np.testing.assert_allclose(out["scores"].numpy().sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(out["scores"].sum(axis=1), 1.0, atol=1e-4)
     # The paste: outside the hole the inpainted image is the input, bit for bit.
     keep = np.broadcast_to(mask == 0, image.shape)
-    np.testing.assert_array_equal(out["inpainted"].numpy()[keep], image[keep])
+    np.testing.assert_array_equal(out["inpainted"][keep], image[keep])
     hole = np.broadcast_to(mask == 1, image.shape)
-    np.testing.assert_array_equal(out["inpainted"].numpy()[hole], out["refined"].numpy()[hole])
+    np.testing.assert_array_equal(out["inpainted"][hole], out["refined"][hole])
 
 
 def test_generator_ignores_hole_content(generator):
@@ -49,7 +49,7 @@ def test_generator_ignores_hole_content(generator):
     image, mask = _inputs(rng, 1, 256, 256)
     other = np.where(mask > 0, rng.uniform(-1, 1, image.shape), image).astype(np.float32)
     a, b = generator(image, mask), generator(other, mask)
-    np.testing.assert_allclose(a["refined"].numpy(), b["refined"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(a["refined"]), to_numpy(b["refined"]), atol=1e-6)
 
 
 # The appendix, transcribed by hand for this test (not parsed from the model's spec strings):
@@ -129,35 +129,21 @@ def test_generator_keras_round_trip(generator, tmp_path):
     path = tmp_path / "generator.keras"
     generator.save(path)
     restored = keras.saving.load_model(path)
-    np.testing.assert_allclose(restored(image, mask)["refined"].numpy(),
-                               generator(image, mask)["refined"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(restored(image, mask)["refined"]),
+                               to_numpy(generator(image, mask)["refined"]), atol=1e-6)
     assert Generator.from_config(generator.get_config()).get_config() == generator.get_config()
 
 
+@tensorflow_only("one tf.function trace (one SavedModel signature) serves every size")
 def test_generator_traces_once_for_any_size(generator):
+    import tensorflow as tf
+
     fn = tf.function(lambda i, m: generator(i, m)["inpainted"], input_signature=[
         tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([None, None, None, 1])])
     rng = np.random.default_rng(3)
     for size in [(64, 96), (128, 64)]:
         assert fn(*_inputs(rng, 1, *size)).shape == (1, *size, 3)
     assert fn.experimental_get_tracing_count() == 1
-
-
-def test_discriminator(tmp_path):
-    critic = Discriminator()
-    images = np.random.default_rng(4).uniform(-1, 1, (3, 512, 512, 3)).astype(np.float32)
-    scores = critic(images)
-    assert scores.shape == (3, 1)
-    convs = [l for l in critic._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
-    assert [c.filters for c in convs] == [64, 128, 256, 256, 256, 256]
-    assert all(c.strides == (2, 2) and c.kernel_size == (3, 3) for c in convs)
-    assert critic.dense.kernel.shape == (8 * 8 * 256, 1)
-    # Unbounded score: scaling the last layer scales the output (no squashing).
-    critic.dense.kernel.assign(critic.dense.kernel * 1000)
-    assert float(tf.reduce_max(tf.abs(critic(images)))) > 1.0
-    critic.save(tmp_path / "critic.keras")
-    restored = keras.saving.load_model(tmp_path / "critic.keras")
-    np.testing.assert_allclose(restored(images).numpy(), critic(images).numpy(), rtol=1e-5)
 
 
 def test_initial_outputs_are_not_vanishing(generator):
@@ -167,5 +153,5 @@ def test_initial_outputs_are_not_vanishing(generator):
     image, mask = _inputs(rng, 1, 256, 256)
     out = Generator()(image, mask)
     for key in ("coarse", "refined"):
-        std = float(tf.math.reduce_std(out[key]))
+        std = float(np.std(to_numpy(out[key])))
         assert 0.05 < std < 0.95, (key, std)
