@@ -86,3 +86,11 @@ def transfer(features, scores, hole_cells):
             out[a * ph:(a + 1) * ph, b * pw:(b + 1) * pw] = sum(
                 scores[i, j] * cells[i] for i in range(gh * gw))
     return out
+
+
+def reconstruction_loss(prediction, target, mask, alpha1=1.0, alpha2=1.2):
+    """Eq. (11)-(13), averaged over batch, pixels and channels (float64)."""
+    error = np.abs(prediction.astype(np.float64) - target)
+    in_hole = error * mask             # Eq. (11)
+    context = error * (1.0 - mask)     # Eq. (12)
+    return float(np.mean(alpha1 * in_hole + alpha2 * context))  # Eq. (13)
