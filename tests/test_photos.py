@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import pytest
 from PIL import Image
 
 from hifill_tf.data import photos
+from test_containers import _rcc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VERSIONS = {"pkg-a": "1.0", "pkg-b": "2.0"}
 
 
 def _image_bytes(seed, fmt="JPEG", size=(24, 16)):
@@ -48,21 +51,28 @@ def _build_deb(folder, package, version, files):
 
 def _entry(name, package, path, data, split, **extra):
     w, h = Image.open(io.BytesIO(data)).size
-    return {"name": name, "split": split, "package": package, "path": path, "size": f"{w}x{h}",
-            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "author": "A. Author",
-            "licence": "CC0-1.0", **extra}
+    version = {"version": VERSIONS[package]} if package in VERSIONS else {}
+    return {"name": name, "split": split, "package": package, **version, "path": path,
+            "size": f"{w}x{h}", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "author": "A. Author", "licence": "CC0-1.0", **extra}
 
 
 @pytest.fixture
 def world(tmp_path):
-    """Two packages (one with an illustration that is not listed), a shared folder, a manifest."""
+    """Two packages (one with an illustration that is not listed, one with photos inside a Qt
+    resource file and a texture atlas), a shared folder, a manifest."""
     img = {k: _image_bytes(k) for k in range(5)}
     img[2] = _image_bytes(2, "PNG")
+    img[5] = _image_bytes(5, "WEBP")
+    img[6] = _image_bytes(6, "PNG", size=(40, 30))  # an atlas: the photo is its top-left 24x16
     debs = tmp_path / "debs"
     debs.mkdir()
     _build_deb(debs, "pkg-a", "1.0", {"usr/share/pics/one.jpg": img[0], "usr/share/pics/two.png": img[2],
                                       "usr/share/pics/drawing.png": _image_bytes(9, "PNG")})
-    _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3], "usr/share/b/demo.jpg": img[1]})
+    _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3], "usr/share/b/demo.jpg": img[1],
+                                      "usr/share/b/res.rcc": _rcc({"/img/five.webp": (img[5], True),
+                                                                   "/img/logo.png": (img[2], False)}),
+                                      "usr/share/b/atlas.png": img[6]})
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "one.jpg").write_bytes(img[0])  # the same bytes as pkg-a's one.jpg
@@ -76,6 +86,9 @@ def world(tmp_path):
             _entry("b-three.jpg", "pkg-b", "usr/share/b/three.jpg", img[3], "val"),
             _entry("shared-four.jpg", "shared", "four.jpg", img[4], "train"),
             _entry("b-demo.jpg", "pkg-b", "usr/share/b/demo.jpg", img[1], "demo"),
+            _entry("b-five.webp", "pkg-b", "usr/share/b/res.rcc::/img/five.webp", img[5], "train"),
+            {**_entry("b-six.png", "pkg-b", "usr/share/b/atlas.png", img[6], "train"),
+             "crop": [0, 0, 24, 16], "size": "24x16"},
         ],
         "dropped": [{"package": "pkg-a", "path": "usr/share/pics/drawing.png", "reason": "drawing"}],
     }
@@ -96,35 +109,53 @@ def _fetch(world, out=None, **kwargs):
 
 def test_fetch_keeps_only_listed_files_and_splits(world):
     summary, out, log = _fetch(world)
-    assert sorted(os.listdir(out / "train")) == ["a-one.jpg", "shared-four.jpg"]
+    assert sorted(os.listdir(out / "train")) == ["a-one.jpg", "b-five.webp", "b-six.png",
+                                                 "shared-four.jpg"]
     assert sorted(os.listdir(out / "val")) == ["a-two.png", "b-three.jpg"]  # drawing.png not listed
     assert (out / "val" / "a-two.png").read_bytes() == world["img"][2]  # copied, not re-encoded
+    assert (out / "train" / "b-five.webp").read_bytes() == world["img"][5]  # inflated from the rcc
+    atlas = np.asarray(Image.open(io.BytesIO(world["img"][6])))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "train" / "b-six.png")), atlas[:16, :24])
     assert sorted(os.listdir(out / "licences")) == ["pkg-a.copyright", "pkg-b.copyright",
                                                     "shared-README.md"]
     written = json.loads((out / "manifest.json").read_text())
     assert written == summary
-    assert written["counts"]["train"] == 2 and written["counts"]["val"] == 2
+    assert written["counts"]["train"] == 4 and written["counts"]["val"] == 2
     assert written["counts"]["demo"] == 1 and os.listdir(out / "demo") == ["b-demo.jpg"]
-    assert written["counts"]["by_package"]["pkg-b"] == {"train": 0, "val": 1, "demo": 1}
+    assert written["counts"]["by_package"]["pkg-b"] == {"train": 2, "val": 1, "demo": 1}
+    assert written["counts"]["megapixels"]["train"] == round((3 * 24 * 16 + 24 * 16) / 1e6, 1)
     assert written["package_versions"] == {"pkg-a": "1.0", "pkg-b": "2.0"}
     assert not written["missing"]
     by_file = {f["file"]: f for f in written["files"]}
     assert by_file["train/a-one.jpg"]["fetched_from"] == "pkg-a"  # the package wins over shared
     assert by_file["train/shared-four.jpg"]["fetched_from"] == "shared/four.jpg"
+    assert by_file["train/b-five.webp"]["version"] == "2.0"
+    six = by_file["train/b-six.png"]  # the checked hash is the atlas's; the PNG's is recorded
+    assert six["source_sha256"] == hashlib.sha256(world["img"][6]).hexdigest() != six["sha256"]
+    assert six["crop"] == [0, 0, 24, 16] and six["bytes"] == (out / "train" / "b-six.png").stat().st_size
     for f in written["files"]:
         assert f["file"].startswith(f["split"] + "/")
         assert f["author"] and f["licence"]
         assert photos.sha256_file(out / f["file"]) == f["sha256"]
-    assert "Wrote 5 of 5 photos (2 train, 2 val, 1 demo" in log
+    assert "Wrote 7 of 7 photos (4 train, 2 val, 1 demo" in log
     assert not [n for n in os.listdir(out) if n.startswith(".photos-")]  # staging removed
 
 
-def test_tampered_file_fails_naming_it(world):
+def test_changed_files_fail_naming_each(world):
+    # Every package is looked at before failing, so one run names all the changed files.
     tampered = world["img"][2][:-8] + b"\0" * 8
     _build_deb(world["debs"], "pkg-a", "1.0", {"usr/share/pics/one.jpg": world["img"][0],
                                                "usr/share/pics/two.png": tampered})
-    with pytest.raises(photos.PhotoError, match=r"two\.png \(a-two\.png\): SHA-256"):
+    _build_deb(world["debs"], "pkg-b", "2.0", {
+        "usr/share/b/three.jpg": world["img"][3], "usr/share/b/demo.jpg": world["img"][1],
+        "usr/share/b/res.rcc": _rcc({"/img/five.webp": (world["img"][5][::-1], True)}),
+        "usr/share/b/atlas.png": world["img"][6]})
+    with pytest.raises(photos.PhotoError) as error:
         _fetch(world)
+    message = str(error.value)
+    assert message.startswith("2 file(s) differ from the manifest")
+    assert re.search(r"usr/share/pics/two\.png \(a-two\.png\): SHA-256 [0-9a-f]{64} differs", message)
+    assert "pkg-b:usr/share/b/res.rcc::/img/five.webp (b-five.webp): SHA-256" in message
     out = world["tmp"] / "out"
     assert not (out / "train").exists() and not (out / "manifest.json").exists()
 
@@ -132,9 +163,9 @@ def test_tampered_file_fails_naming_it(world):
 def test_missing_shared_folder_is_reported(world):
     summary, out, log = _fetch(world, shared_dir=str(world["tmp"] / "nowhere"))
     assert "nowhere not found: continuing with the Debian photos" in log
-    assert sorted(os.listdir(out / "train")) == ["a-one.jpg"]
+    assert sorted(os.listdir(out / "train")) == ["a-one.jpg", "b-five.webp", "b-six.png"]
     assert summary["missing"] == ["shared:four.jpg"]
-    assert "Wrote 4 of 5 photos" in log
+    assert "Wrote 6 of 7 photos" in log
 
 
 def test_file_gone_from_new_package_version(world):
@@ -151,7 +182,18 @@ def test_file_gone_from_new_package_version(world):
     summary, out, log = _fetch(world, out=world["tmp"] / "out2")
     assert summary["missing"] == ["pkg-a:usr/share/pics/one.jpg"]
     assert "MISSING a-one.jpg: pkg-a has no usr/share/pics/one.jpg" in log
-    assert sorted(os.listdir(out / "train")) == ["shared-four.jpg"]
+    assert "a-one.jpg" not in os.listdir(out / "train")
+
+    # pkg-b 2.1's resource file no longer holds five.webp: reported the same way.
+    (world["debs"] / "pkg-b_2.0_all.deb").unlink()
+    _build_deb(world["debs"], "pkg-b", "2.1", {
+        "usr/share/b/three.jpg": world["img"][3], "usr/share/b/demo.jpg": world["img"][1],
+        "usr/share/b/res.rcc": _rcc({"/img/logo.png": (world["img"][2], False)}),
+        "usr/share/b/atlas.png": world["img"][6]})
+    summary, out, log = _fetch(world, out=world["tmp"] / "out3")
+    assert summary["missing"] == ["pkg-a:usr/share/pics/one.jpg", "pkg-b:usr/share/b/res.rcc::/img/five.webp"]
+    assert re.search(r"MISSING b-five\.webp: \S+/usr/share/b/res\.rcc::/img/five\.webp: no such member", log)
+    assert sorted(os.listdir(out / "train")) == ["b-six.png", "shared-four.jpg"]
 
 
 def test_missing_package_fails_and_existing_output_needs_overwrite(world):
@@ -182,10 +224,10 @@ def test_command_line_with_deb_dir(world):
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0, run.stderr
-    assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 5 of 5 photos" in run.stdout
+    assert "[1/2] fetching pkg-a" in run.stdout and "Wrote 7 of 7 photos" in run.stdout
     assert run.stdout.strip().splitlines()[-1] in ("exit 0 tensorflow imported: False",
                                                    "exit None tensorflow imported: False")
-    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 5
+    assert len(json.loads((out / "manifest.json").read_text())["files"]) == 7
 
 
 def test_committed_manifest_is_consistent():
