@@ -1,9 +1,11 @@
 """hifill_tf.data.photos: fetching, checking and splitting the training photographs.
 
 Runs without network or apt: the packages are tiny .debs built here with dpkg-deb, handed to
-the module through its `download` callable (or --deb_dir on the command line).
+the module through its `download` callable (or --deb_dir on the command line). The committed
+manifest is checked against the project's list of candidate photos where that is present.
 """
 
+import csv
 import hashlib
 import io
 import json
@@ -230,17 +232,26 @@ def test_command_line_with_deb_dir(world):
     assert len(json.loads((out / "manifest.json").read_text())["files"]) == 7
 
 
+# The validation photos of the three-package manifest: they stay in val so that the learning
+# curve of a run stays comparable with earlier runs on them.
+EARLIER_VAL = ["lomiri-Wine_by_Jakkub_Mede.jpg", "lomiri-life_by_Aitzol_Berasategi.jpg",
+               "lomiri-picosdeeuropa_by_Aitzol_Berasategi.jpg", "palapeli-castle-maintenon.jpg",
+               "palapeli-citrus-fruits.jpg", "palapeli-european-honey-bee.jpg"]
+# The project's list of candidate photos (one row per photograph found in a Debian package).
+SOURCES_CSV = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "photo-sources.csv"))
+
+
 def test_committed_manifest_is_consistent():
     manifest = photos.load_manifest()
     entries = manifest["photos"]
+    by_name = {e["name"]: e for e in entries}
     val = [e for e in entries if e["split"] == "val"]
-    assert len(val) >= 5
-    assert all(e["split"] in ("train", "val", "demo") for e in entries)
+    assert len(val) >= 30 and len({e["package"] for e in val}) >= 4
+    assert [by_name[n]["split"] for n in EARLIER_VAL] == ["val"] * len(EARLIER_VAL)
     # The demo photo (examples/) is neither trained on nor part of the validation set.
     demo = [e for e in entries if e["split"] == "demo"]
     assert [e["name"] for e in demo] == ["lomiri-Bridge_by_Sander_Klootwijk.jpg"]
-    bundled = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
-                           "bridge-4352x2448.jpg")
+    bundled = os.path.join(REPO, "examples", "bridge-4352x2448.jpg")
     assert photos.sha256_file(bundled) == demo[0]["sha256"]
     # Photos the previous default model was trained on (the shared ones) cannot validate it.
     assert not [e for e in val if e.get("shared_file") or e["package"] == photos.SHARED]
@@ -253,6 +264,42 @@ def test_committed_manifest_is_consistent():
         assert len(e["sha256"]) == 64 and e["bytes"] > 0, e["name"]
         w, h = (int(v) for v in e["size"].split("x"))
         assert w > 0 and h > 0, e["name"]
-    assert set(manifest["packages"]) == {"plasma-workspace-wallpapers", "lomiri-wallpapers-16.04",
-                                         "palapeli-data"}
+        assert e["name"].startswith(manifest["short_names"][e["package"]] + "-"), e["name"]
+        # Training lists files by these extensions (data.pipeline.IMAGE_EXTENSIONS).
+        assert e["name"].lower().endswith((".jpg", ".jpeg", ".png", ".webp")), e["name"]
+    assert set(manifest["short_names"]) == set(manifest["packages"])
+    assert len(set(manifest["short_names"].values())) == len(manifest["packages"])
     assert all(d["reason"] for d in manifest["dropped"])
+
+
+@pytest.mark.skipif(not os.path.isfile(SOURCES_CSV), reason=f"{SOURCES_CSV} is not on this machine")
+def test_manifest_covers_every_candidate_photo():
+    """Each row of photo-sources.csv is a manifest photo or a dropped entry with a reason.
+
+    A row is the manifest photo with its SHA-256 or path; the CSV lists a derived PNG for the
+    .edj and .pzl containers (one photo each), whose photo is the one read from that container.
+    """
+    manifest = photos.load_manifest()
+    with open(SOURCES_CSV, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_sha = {e["sha256"]: e for e in manifest["photos"]}
+    by_path = {(e["package"], e["path"]): e for e in manifest["photos"]}
+    by_container = {(e["package"], e["path"].split("::")[0]): e for e in manifest["photos"]
+                    if e["path"].split("::")[0].endswith((".edj", ".pzl"))}
+    dropped = {(d["package"], d["path"]): d for d in manifest["dropped"]}
+    found = set()
+    for row in rows:
+        path = row["path"].lstrip("/")
+        key = (row["package"], path)
+        entry = (by_sha.get(row["sha256"]) or by_path.get(key)
+                 or by_container.get((row["package"], path.split("::")[0])))
+        assert bool(entry) != bool(dropped.get(key)), f"{key}: listed {'twice' if entry else 'nowhere'}"
+        if entry:
+            assert entry["package"] == row["package"] and entry["name"] not in found, key
+            assert entry["size"] == f"{row['width']}x{row['height']}", key
+            found.add(entry["name"])
+        else:
+            assert dropped[key]["reason"].strip(), key
+    assert len(rows) == 480 and len(found) == 446
+    # Only plasma ColorfulCups, trained on before the CSV existed, is not one of its rows.
+    assert sorted({e["name"] for e in manifest["photos"]} - found) == ["plasma-colorfulcups.jpg"]
