@@ -105,3 +105,47 @@ def test_one_reconstruction_step_matches_between_backends(tmp_path):
     assert big.mean() > 0.5
     assert np.mean(np.sign(step_tf[big]) == np.sign(step_jax[big])) > 0.99
     assert np.max(np.abs(step_tf - step_jax)) <= 2.0 * config["g_lr"] * 1.001
+
+
+def test_gpu_script_trains_on_cpu_jax_until_its_minutes_then_tf_resumes(tmp_path):
+    """tools/gpu_train.sh as the GPU machine runs it, on CPU JAX with a tiny budget: it stops at
+    --train_minutes, leaves the state, best.npz, the validation log and the compilation cache in
+    OUT; the TensorFlow trainer then resumes from that state (a run moves between backends)."""
+    import shutil
+
+    from hifill_tf.data import numpy_feed
+    from hifill_tf.training import trainer
+
+    gpu = tmp_path / "gpu"
+    for split in ("train", "val"):
+        (gpu / "photos" / split).mkdir(parents=True)
+        shutil.copy(os.path.join(ROOT, "tests", "data", "volna-640x360.jpg"), gpu / "photos" / split)
+    numpy_feed.render_holes(SIZE, 16, str(gpu / "holes.npz"))
+    out, run = tmp_path / "out", tmp_path / "run"
+    environment = {**os.environ, "ALLOW_CPU": "1", "PYTHON": sys.executable, "RUN_DIR": str(run),
+                   "GPU_DIR": str(gpu), "JAX_PLATFORMS": "cpu"}
+    # 0.01 minutes end during the first step (compilation): one step, then save and validate.
+    result = subprocess.run(
+        ["bash", "tools/gpu_train.sh", str(out), "0.01", "--image_size", str(SIZE),
+         "--batch_size", str(BATCH), "--hole_pool", str(gpu / "holes.npz"), "--steps", "1000",
+         "--adversarial_weight", "0", "--feed_workers", "1", "--log_every", "1"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+    log = (out / "train.log").read_text()
+    assert result.returncode == 0, log[-3000:] + result.stderr[-2000:]
+    assert "device cpu" in log and "initialised from hifill_tf/weights/hifill_default.npz" in log
+    for name in ("generator.npz", "critic.npz", "g_optimizer.npz", "best.npz",
+                 "validation-network.jsonl", "jax-cache.tar"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "d_optimizer.npz").exists()  # reconstruction only: no critic optimizer
+    meta = state.read_meta(str(out))
+    assert meta["step"] == 1 and meta["backend"] == "jax"
+    record = json.loads((out / "validation-network.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 1 and 0 < record["hole_l1"] < 255 and 0 < record["telea_hole_l1"] < 255
+
+    messages = []
+    summary = trainer.train({"model_dir": str(run), "data": str(gpu / "photos" / "train"),
+                             "image_size": SIZE, "batch_size": BATCH, "steps": 2,
+                             "adversarial_weight": 0.0, "log_every": 1},
+                            progress=messages.append)
+    assert summary["step"] == 2
+    assert any(m.startswith(f"resumed from {run}/state at step 1") for m in messages), messages

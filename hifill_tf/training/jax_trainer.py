@@ -171,8 +171,7 @@ class NetworkValidator:
     """
 
     def __init__(self, directory, size, hole_pool, holes=2, seed=1234):
-        from hifill_tf.data.pipeline_files import list_image_files
-        from hifill_tf.evaluate import baselines
+        from hifill_tf.data.numpy_feed import list_image_files, nearest_index
         from hifill_tf.io import read_image
 
         self.cases = []
@@ -182,9 +181,13 @@ class NetworkValidator:
             w, h = (max(16, round(photo.shape[1] * scale)), max(16, round(photo.shape[0] * scale)))
             truth = np.asarray(Image.fromarray(photo).resize((w, h), Image.Resampling.LANCZOS))
             for k in range(holes):
-                mask = hole_pool.mask(seed + index * holes + k, h, w)
+                canvas = hole_pool.mask((seed + index * holes + k) % len(hole_pool)) != 0
+                mask = canvas[np.ix_(nearest_index(hole_pool.side, h),
+                                     nearest_index(hole_pool.side, w))]
                 blanked = np.where(mask[..., None], np.uint8(0), truth)
                 self.cases.append((truth, mask, blanked))
+        from hifill_tf.evaluate import baselines
+
         self.telea = self._score([baselines.telea(b, m.astype(np.uint8) * 255)
                                   for _, m, b in self.cases])
 
@@ -229,7 +232,7 @@ class _StopFlag:
 
 
 def _restore(config, generator, critic, g_optimizer, d_optimizer, progress):
-    """(step, images seen before this run, random key) from the state folder or a fresh start."""
+    """(step, images seen at that step, random key) from the state folder or a fresh start."""
     directory = os.path.join(config["model_dir"], STATE_DIR)
     if state.has_state(directory):
         try:
@@ -239,7 +242,7 @@ def _restore(config, generator, critic, g_optimizer, d_optimizer, progress):
         step = int(np.asarray(g_optimizer.iterations.numpy()))
         progress(f"resumed from {directory} at step {step}")
         key = np.asarray(meta.get("key", [0, config["seed"]]), np.uint32)
-        return step, meta.get("images_seen_before", config["images_seen_before"]), key
+        return step, meta.get("images_seen", config["images_seen_before"]), key
     if config["init_generator"]:
         source = config["init_generator"]
         if source.endswith(".npz"):
@@ -266,24 +269,38 @@ def train(config, progress=print):
                             "render-holes, where TensorFlow is installed)")
     model_dir = config["model_dir"]
     os.makedirs(model_dir, exist_ok=True)
-    generator, critic, g_optimizer, d_optimizer = build(config)
-    start_step, images_before, key = _restore(config, generator, critic, g_optimizer,
-                                               d_optimizer, progress)
-    _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
+    state_dir = os.path.join(model_dir, STATE_DIR)
+    start_step = state.read_meta(state_dir).get("step", 0) if state.has_state(state_dir) else 0
     if start_step >= config["steps"]:
         progress(f"already at step {start_step} >= --steps {config['steps']}; nothing to do")
         return dict(step=start_step, seconds=0.0, images=0)
-
     size, batch = config["image_size"], config["batch_size"]
     group = config["critic_steps"] + 1 if uses_critic(config) else 1
     images_per_step = batch * group
-    pool = HolePool(config["hole_pool"])
-    # A different seed per resumption, so a resumed run sees new views and holes.
+    pool = HolePool.load(config["hole_pool"])
+    # The feed forks its workers before JAX starts threads. A different seed per resumption,
+    # so a resumed run sees new views and holes.
     feed = ViewFeed(config["data"], size, images_per_step, holes=pool,
                     factor_range=(config["factor_min"], config["factor_max"]),
                     seed=config["seed"] + start_step, workers=config["feed_workers"],
                     color_augment=config["color_augment"])
-    progress(f"data: {feed.num_photos} photos from {config['data']}, {len(feed.skipped)} "
+    try:
+        return _train(config, feed, pool, start_step, images_per_step, progress)
+    finally:
+        feed.close()
+
+
+def _train(config, feed, pool, start_step, images_per_step, progress):
+    model_dir, size, batch = config["model_dir"], config["image_size"], config["batch_size"]
+    group = images_per_step // batch
+    generator, critic, g_optimizer, d_optimizer = build(config)
+    restored_step, images_at_start, key = _restore(config, generator, critic, g_optimizer,
+                                                  d_optimizer, progress)
+    if restored_step != start_step:
+        raise TrainingError(f"{model_dir}: the state's step {restored_step} differs from its "
+                            f"meta's {start_step}")
+    _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
+    progress(f"data: {len(feed.paths)} photos from {config['data']}, {len(feed.skipped)} "
              f"skipped; {jax.devices()[0].platform} {jax.devices()[0].device_kind}")
     validator = None
     if config["validation_dir"]:
@@ -296,9 +313,12 @@ def train(config, progress=print):
     predict = jax.jit(lambda tv, ntv, image, mask: generator.stateless_call(
         tv, ntv, image, mask)[0]["inpainted"])
 
+    def images_seen(step):  # across runs and stages of other batch or group sizes
+        return images_at_start + (step - start_step) * images_per_step
+
     def save(train_state, step):
         scatter_state(train_state, generator, critic, g_optimizer, d_optimizer)
-        meta = dict(step=step, images_seen_before=images_before, config=config,
+        meta = dict(step=step, images_seen=images_seen(step), config=config,
                     key=np.asarray(train_state[-1]).tolist(), backend="jax")
         state.save_state(os.path.join(model_dir, STATE_DIR), generator, critic, g_optimizer,
                          d_optimizer, meta)
@@ -308,7 +328,7 @@ def train(config, progress=print):
         started = time.time()
         metrics = validator(lambda image, mask: predict(train_state[0], train_state[1],
                                                         image, mask))
-        images = images_before + step * images_per_step
+        images = images_seen(step)
         record = {"step": step, "images_seen": images, **metrics}
         with open(os.path.join(model_dir, VALIDATION_LOG), "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -355,15 +375,18 @@ def train(config, progress=print):
                          f"{images_per_step / step_time:.1f} img/s  "
                          + "  ".join(f"{k}={values[k]:.4g}" for k in LOSS_NAMES if k in values))
                 window_start, window_steps = time.time(), 0
+            paused = time.time()  # saving and validating are not training: images/s leaves them out
             if step % config["checkpoint_every"] == 0:
+                jax.block_until_ready(train_state)
+                paused = time.time()
                 save(train_state, step)
             if validator is not None and step % config["validate_every"] == 0:
                 validate(train_state, step)
+            window_start += time.time() - paused
         save(train_state, step)
         if validator is not None and step % config["validate_every"] != 0:
             validate(train_state, step)
     finally:
-        feed.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     seconds = time.time() - started

@@ -298,8 +298,8 @@ def train(config, progress=print):
         manager.save(checkpoint_number=step)
         state.save_state(os.path.join(model_dir, STATE_DIR), gan.generator, gan.discriminator,
                          gan.g_optimizer, gan.d_optimizer,
-                         dict(step=step, images_seen_before=config["images_seen_before"],
-                              config=config, backend="tensorflow"))
+                         dict(step=step, config=config, backend="tensorflow",
+                              images_seen=config["images_seen_before"] + step * images_per_step))
 
     try:
         while step < config["steps"] and time.time() < deadline:
