@@ -192,7 +192,7 @@ def fetch_photos(output_dir, manifest_path=MANIFEST_PATH, shared_dir=DEFAULT_SHA
     counts = summary["counts"]
     log(f"Wrote {counts['photos']} of {len(entries)} photos ({counts['train']} train, "
         f"{counts['val']} val, {counts['demo']} demo, {counts['megabytes']:.1f} MB, "
-        f"{sum(counts['megapixels'].values()):.0f} megapixels) to {output_dir}; "
+        f"{sum(counts['megapixels'].values()):.1f} megapixels) to {output_dir}; "
         f"{len(run.missing)} missing")
     return summary
 
