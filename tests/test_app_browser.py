@@ -89,7 +89,7 @@ def _capsule(shape, points, radius):
 
 
 def test_paint_run_download(page, photo_png, tmp_path):
-    from hifill_tf import app_ui
+    from hifill_tf.app.page import BRUSH_SIZE
 
     page.upload(photo_png)
     assert "2000x1125" in page.status() and "1280x720" in page.status()
@@ -114,15 +114,15 @@ def test_paint_run_download(page, photo_png, tmp_path):
     # plus the dilation. Where it must: the middle half of the stroke.
     scale = 2000 / 1280
     points = [(u * 2000, v * 1125) for u, v in stroke]
-    allowed = _capsule(original.shape[:2], points, (app_ui.BRUSH_SIZE + 2) * scale + dilate + 1)
-    core = _capsule(original.shape[:2], points, app_ui.BRUSH_SIZE / 2 * scale)
+    allowed = _capsule(original.shape[:2], points, (BRUSH_SIZE + 2) * scale + dilate + 1)
+    core = _capsule(original.shape[:2], points, BRUSH_SIZE / 2 * scale)
     changed = np.any(result != original, axis=2)
     assert changed.any()
     assert not np.any(changed & ~allowed), (
         f"{np.count_nonzero(changed & ~allowed)} pixels changed outside the painted stroke")
     assert np.count_nonzero(changed & core) > 0.9 * np.count_nonzero(core)
     # The dilation reached the photo: the hole is wider than the stroke alone.
-    without_dilation = _capsule(original.shape[:2], points, (app_ui.BRUSH_SIZE + 2) * scale)
+    without_dilation = _capsule(original.shape[:2], points, (BRUSH_SIZE + 2) * scale)
     assert np.any(changed & ~without_dilation)
 
 

@@ -3,7 +3,12 @@
 The editor is Gradio's `ImageEditor` on a preview of at most PREVIEW_SIDE pixels a side: the
 browser re-encodes its layers as PNG after every stroke, which at 8K would take seconds. The
 server keeps the upload itself, at full resolution, and maps the painted layer onto it
-(`painted_mask`); the result has the photo's size and format.
+(`painted_mask`); the result has the photo's size, format, alpha and metadata. Decoding and
+filling reserve their memory on the service's budget, as the REST API's requests do.
+
+The painted hole is any paint (alpha > 0), so that the soft edge of a stroke is filled; the
+REST API reads mask files as IOPaint does instead (`photos.read_hole_mask`: grayscale above
+127, alpha ignored), since its masks come from other programs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from hifill_tf import io
-from hifill_tf.app import Photo, read_photo, write_result
+from hifill_tf.app import memory, photos
 
 PREVIEW_SIDE = 1280  # longest side of the preview painted on, in pixels
 BRUSH_SIZE = 24  # default brush radius, in pixels of the preview
@@ -83,7 +88,9 @@ class _Results:
         self.directory = tempfile.mkdtemp(prefix="hifill-app-")
         atexit.register(shutil.rmtree, self.directory, True)
         self._lock = threading.Lock()
-        self._cached = (None, None)  # (path, Photo): the last photo read, for the run after it
+        # (path, Photo): the last photo read, for the run after it. It lives outside the
+        # budget: one photo, 4 bytes a pixel, against BYTES_PER_PIXEL while it is worked on.
+        self._cached = (None, None)
 
     def path_stem(self, name):
         self.prune()
@@ -97,19 +104,26 @@ class _Results:
             if now - entry.stat().st_mtime > RESULTS_KEPT_SECONDS:
                 shutil.rmtree(entry.path, ignore_errors=True)
 
-    def photo(self, path) -> Photo:
+    def photo(self, path, budget) -> photos.Photo:
+        """The photo at `path`, decoded within the budget (once for a load and its runs)."""
         with self._lock:
             if self._cached[0] == path:
                 return self._cached[1]
-        photo = read_photo(path)
+        name = os.path.basename(path)
+        header = photos.probe(path, name)
+        with budget.ticket() as ticket:
+            ticket.grow(header.pixels * memory.BYTES_PER_PIXEL,
+                        f"a {header.width}x{header.height} photo")
+            photo = photos.read_photo(path, name, header)
         with self._lock:
             self._cached = (path, photo)
         return photo
 
 
 def _message(error, path, name):
-    """An InputError about Gradio's copy of the upload, as the user knows the file."""
-    return str(error).replace(os.fspath(path), name)
+    """An InputError (or a refusal by the memory budget) about Gradio's copy of the upload,
+    as the user knows the file."""
+    return str(error).replace(os.fspath(path), name).replace(os.path.basename(path), name)
 
 
 def theme():
@@ -121,7 +135,7 @@ def theme():
 
 
 def build(service):
-    """The page (a gr.Blocks) over `service` (a `hifill_tf.app.Inpainting`)."""
+    """The page (a gr.Blocks) over `service` (a `hifill_tf.app.service.Inpainting`)."""
     import gradio as gr
 
     results = _Results()
@@ -131,8 +145,8 @@ def build(service):
             return None, None, None, gr.update(value=None, visible=False), "Open a photo to start."
         name = os.path.basename(path)
         try:
-            photo = results.photo(path)
-        except io.InputError as e:
+            photo = results.photo(path, service.budget)
+        except (io.InputError, memory.OverBudget) as e:
             raise gr.Error(_message(e, path, name), print_exception=False) from None
         height, width = photo.rgb.shape[:2]
         small = preview(photo.rgb)
@@ -149,8 +163,8 @@ def build(service):
         if not state:
             return None
         try:
-            photo = results.photo(state["path"])
-        except io.InputError as e:
+            photo = results.photo(state["path"], service.budget)
+        except (io.InputError, memory.OverBudget) as e:
             raise gr.Error(_message(e, state["path"], state["name"]), print_exception=False)
         return {"background": preview(photo.rgb), "layers": [], "composite": None}
 
@@ -161,8 +175,8 @@ def build(service):
         tick = time.monotonic()
         progress(0, desc="Reading the photo")
         try:
-            photo = results.photo(path)
-        except io.InputError as e:
+            photo = results.photo(path, service.budget)
+        except (io.InputError, memory.OverBudget) as e:
             raise gr.Error(_message(e, path, name), print_exception=False) from None
         height, width = photo.rgb.shape[:2]
         mask = painted_mask((editor_value or {}).get("layers"), photo.rgb.shape)
@@ -173,16 +187,19 @@ def build(service):
             mask = io.dilate_mask(mask, int(dilate))
         try:
             coverage = io.validate_mask(mask, "the painted hole")
-            progress(0.1, desc=f"Filling {100 * coverage:.1f}% of {width}x{height}")
-            result = service(photo.rgb, mask, name=name)
-        except io.InputError as e:
+            with service.budget.ticket() as ticket:
+                ticket.grow(height * width * memory.BYTES_PER_PIXEL, f"a {width}x{height} photo")
+                progress(0.1, desc=f"Filling {100 * coverage:.1f}% of {width}x{height}")
+                result = service(photo.rgb, mask, name=name)
+                del mask
+                progress(0.9, desc="Writing the result")
+                output = photos.write_result(results.path_stem(name), result, photo)
+        except (io.InputError, memory.OverBudget) as e:
             raise gr.Error(_message(e, path, name), print_exception=False) from None
-        progress(0.9, desc="Writing the result")
-        output = write_result(results.path_stem(name), result, photo.extension)
         seconds = time.monotonic() - tick
         status = (f"Filled {100 * coverage:.1f}% of **{name}** ({width}x{height}) in "
                   f"{seconds:.1f} s. Download: {os.path.basename(output)}, {width}x{height}.")
-        label = f"Download {width}x{height} {photo.extension[1:].upper()}"
+        label = f"Download {width}x{height} {os.path.splitext(output)[1][1:].upper()}"
         return ((preview(photo.rgb), preview(result)),
                 gr.update(value=output, visible=True, label=label), status)
 
@@ -193,7 +210,7 @@ def build(service):
                     "Open a photo (JPEG, PNG, WebP, TIFF, BMP; 8K and beyond), paint the hole "
                     "with the brush, press **Inpaint**. The painting is on a preview; the "
                     "result has the photo's full resolution and format. "
-                    f"Model: {service.name}, network {service.health()['network_size']}.")
+                    f"Model: {service.name}, network {service.network_size}.")
         with gr.Row():
             with gr.Column(scale=3):
                 photo = gr.File(label="Photo: open or drop", file_types=_UPLOAD_TYPES,
