@@ -309,6 +309,27 @@ def test_feed_view_is_the_tf_view_of_its_draws(photo_dir, pool_file):
     feed.close()
 
 
+def test_feed_views_are_distributed_as_make_datasets(photo_dir, pool_file):
+    # The same photos and hole settings through the TF pipeline: the share of hole pixels and
+    # the colour statistics of the views agree within sampling error (96 views each).
+    dataset, _ = pipeline.make_dataset(str(photo_dir), SIZE, 8, seed=1,
+                                       mask_kwargs={"min_area": AREAS[0], "max_area": AREAS[1]})
+    reference = [{k: v.numpy() for k, v in b.items()} for b in dataset.take(12)]
+    with nf.ViewFeed(str(photo_dir), SIZE, 8, holes=pool_file, workers=2, seed=1) as feed:
+        ours = _take(feed, 12)
+
+    def stats(batches):
+        holes = np.concatenate([b["mask"] for b in batches]).mean(axis=(1, 2, 3))
+        images = np.concatenate([b["image"] for b in batches])
+        return holes, images.mean(axis=(1, 2)), images.std(axis=(1, 2))
+
+    (h_ref, m_ref, s_ref), (h, m, s) = stats(reference), stats(ours)
+    for ref, got, name in [(h_ref, h, "hole share"), (m_ref, m, "channel means"),
+                           (s_ref, s, "channel spreads")]:
+        error = np.sqrt(ref.var(axis=0) / len(ref) + got.var(axis=0) / len(got))
+        assert np.all(np.abs(ref.mean(axis=0) - got.mean(axis=0)) < 4 * error + 1e-3), name
+
+
 def test_feed_without_copies_and_close(photo_dir, pool_file):
     with nf.ViewFeed(str(photo_dir), SIZE, 2, holes=pool_file, workers=1, seed=2) as feed:
         copied = _take(feed, 3)
