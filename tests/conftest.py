@@ -17,13 +17,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 # that the two workers finish together. Files that share a model cached in the process form
 # one unit, so it is built once: test_infer.random_export and random_generator (test_infer,
 # test_mask_rule, test_notebook, test_export, test_cra, test_evaluate: one export, one traced
-# API graph) and the bundled generator (test_beam, test_validation, test_app). (xdist's
-# --dist loadgroup cannot do this under pytest 9, whose test ids no longer take xdist's group
-# suffix: every test was its own unit and module fixtures were built on both workers.)
+# API graph) and the bundled generator (test_beam, test_validation, test_app,
+# test_app_iopaint). (xdist's --dist loadgroup cannot do this under pytest 9, whose test ids no
+# longer take xdist's group suffix: every test was its own unit and module fixtures were built
+# on both workers.)
 _GROUPS = {"test_mask_rule.py": "test_infer.py", "test_notebook.py": "test_infer.py",
            "test_export.py": "test_infer.py", "test_cra.py": "test_infer.py",
            "test_evaluate.py": "test_infer.py", "test_validation.py": "test_beam.py",
-           "test_app.py": "test_beam.py"}
+           "test_app.py": "test_beam.py", "test_app_iopaint.py": "test_beam.py"}
 # Slowest first, as measured by `pytest --durations=0` (seconds of one worker, summed per unit).
 # A slow unit left for the end keeps one worker busy while the other idles (the browser tests,
 # 60-80 s, were once last).
