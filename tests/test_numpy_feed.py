@@ -121,13 +121,14 @@ def test_low_hole_from_canvas_in_every_orientation():
     canvas = _canvas(2 * SIZE, [8, 1], min_area=0.05, max_area=0.1)
     window = np.zeros((SIZE * 7, SIZE * 7, 3), np.uint8)
     for orientation in range(8):
-        turned = np.ascontiguousarray(nf._canvas_rotations(canvas, orientation))
+        turned = np.ascontiguousarray(nf.orient(canvas, orientation))
         for factor, h, w in [(1, 49, 64), (2, 128, 97), (3, 145, 190), (7, 7 * 48 + 1, 7 * 64)]:
             expected = _tf_view(window[:h, :w], turned, factor, SIZE)[2]
-            got = nf.low_hole_from_canvas(nf._canvas_rotations(canvas, orientation), h, w, factor, SIZE)
+            got = nf.low_hole_from_canvas(canvas, h, w, factor, SIZE, orientation)
             np.testing.assert_array_equal(got, expected, err_msg=f"{orientation} {factor}")
-    # The orientations are the 8 distinct symmetries of the square.
-    assert len({nf._canvas_rotations(canvas, o).tobytes() for o in range(8)}) == 8
+    # The orientations are the 8 distinct symmetries of the square: quarter turns among them.
+    turns = {nf.orient(canvas, o).tobytes() for o in range(8)}
+    assert len(turns) == 8 and {np.rot90(canvas, k).tobytes() for k in range(4)} <= turns
 
 
 def test_reduce_view_checks_its_window():

@@ -179,9 +179,11 @@ def reduce_view(window, hole, factor, size):
     return reduce_image(window, factor, size), low_hole[..., None].astype(np.float32)
 
 
-def _block_sources(in_size, out_size, factor, size):
-    """[S, f] canvas index of each padded pixel of an axis, grouped by block."""
-    return nearest_index(in_size, out_size)[mirror_index(size * factor, out_size)].reshape(size, factor)
+def _block_sources(in_size, out_size, factor, size, flip=False):
+    """[S, f] canvas index of each padded pixel of an axis (of the canvas flipped along it if
+    ``flip``), grouped by block."""
+    source = nearest_index(in_size, out_size)[mirror_index(size * factor, out_size)]
+    return (in_size - 1 - source if flip else source).reshape(size, factor)
 
 
 def _any_over(canvas, axis, sources):
@@ -204,16 +206,34 @@ def _any_over(canvas, axis, sources):
     return out
 
 
-def low_hole_from_canvas(canvas, height, width, factor, size):
-    """Low-resolution hole of a window: the canvas scaled to h x w (nearest), then reduced.
+def orient(canvas, orientation):
+    """One of the 8 symmetries of a square canvas: bit 4 transposes, then bit 2 flips the rows
+    and bit 1 the columns (a view)."""
+    if orientation & 4:
+        canvas = canvas.T
+    if orientation & 2:
+        canvas = canvas[::-1]
+    return canvas[:, ::-1] if orientation & 1 else canvas
 
-    The same as ``reduce_view``'s hole of ``canvas`` resized to the window, without building
-    the window-sized hole: the nearest and mirror index maps are composed, and the any-pixel
-    rule is applied to rows, then columns, of the [M, M] canvas. canvas: uint8 0/1.
-    Returns float32 [S, S, 1].
+
+def low_hole_from_canvas(canvas, height, width, factor, size, orientation=0):
+    """Low-resolution hole of a window: ``orient(canvas, orientation)`` scaled to h x w
+    (nearest), then reduced.
+
+    The same as ``reduce_view``'s hole of the oriented canvas resized to the window, without
+    building either: the flips, nearest and mirror index maps are composed, and the any-pixel
+    rule is applied to rows, then columns, of the stored [M, M] canvas (uint8 0/1). A
+    transposed orientation is worked out on the canvas as stored for the window's transpose
+    (an h x w window of V is a w x h window of V^T): gathers of strided columns of a
+    transposed view took twice as long. Returns float32 [S, S, 1].
     """
-    hole = _any_over(canvas, 0, _block_sources(canvas.shape[0], height, factor, size))
-    hole = _any_over(hole, 1, _block_sources(canvas.shape[1], width, factor, size))
+    flip_rows, flip_cols = bool(orientation & 2), bool(orientation & 1)
+    if orientation & 4:  # V = flips(C^T), so V^T = C with the two flips swapped
+        height, width, flip_rows, flip_cols = width, height, flip_cols, flip_rows
+    hole = _any_over(canvas, 0, _block_sources(canvas.shape[0], height, factor, size, flip_rows))
+    hole = _any_over(hole, 1, _block_sources(canvas.shape[1], width, factor, size, flip_cols))
+    if orientation & 4:
+        hole = hole.T
     return hole[..., None].astype(np.float32)
 
 
@@ -277,17 +297,11 @@ def scale_up(image, size):
 # ----- the hole pool ----------------------------------------------------------------------
 
 
-def _canvas_rotations(mask, which):
-    """One of the 8 orientations of a square canvas: ``which`` // 2 quarter turns, odd: mirrored."""
-    mask = np.rot90(mask, which // 2)
-    return mask[:, ::-1] if which % 2 else mask
-
-
 class HolePool:
     """Masks rendered by ``render_holes``, kept bit-packed; one is drawn per view.
 
     Every view takes a mask uniformly from the pool in one of the 8 orientations of the
-    square canvas. That keeps ``MaskGenerator``'s distribution: it places every shape at a
+    square canvas (``orient``). That keeps ``MaskGenerator``'s distribution: it places every shape at a
     uniform centre with a uniform angle (strokes: uniform start and heading, turns symmetric
     about 0; objects: uniform rotation, templates flipped half the time), so a quarter turn or
     a mirror image of a mask is as likely a draw as the mask itself, and the pool is in effect
@@ -321,9 +335,9 @@ class HolePool:
         return len(self.packed)
 
     def mask(self, index, orientation=0):
-        """uint8 [M, M] (1 = hole) of mask ``index`` in orientation 0..7 (0: as rendered)."""
-        bits = np.unpackbits(self.packed[index]).reshape(self.side, self.side)
-        return _canvas_rotations(bits, orientation)
+        """uint8 [M, M] (1 = hole) of mask ``index`` in orientation 0..7 (``orient``; 0: as
+        rendered)."""
+        return orient(np.unpackbits(self.packed[index]).reshape(self.side, self.side), orientation)
 
     def areas(self):
         """Hole fraction of every mask, float64 [N]."""
@@ -460,8 +474,8 @@ class _Source:
                                               self.factor_range, rng)
         window = photo[top:top + h, left:left + w]
         flip = rng.random() < 0.5
-        canvas = self.pool.mask(int(rng.integers(len(self.pool))), int(rng.integers(8)))
-        mask_out[...] = low_hole_from_canvas(canvas, h, w, factor, self.size)
+        canvas = self.pool.mask(int(rng.integers(len(self.pool))))
+        mask_out[...] = low_hole_from_canvas(canvas, h, w, factor, self.size, int(rng.integers(8)))
         low = reduce_image(window, factor, self.size, flip)
         if self.color_augment:
             low = recolour(low, int(rng.integers(len(PERMUTATIONS))), rng.random() < GREY_PROBABILITY)
