@@ -101,6 +101,18 @@ def test_reduce_view_is_training_view(factor, padded):
                                   _tf_view(window[:, ::-1].copy(), canvas, factor, SIZE)[0])
 
 
+def test_reduce_view_is_training_view_above_uint16_sums():
+    # f = 17: a block's sum (255 f^2) no longer fits 16 bits.
+    photo, size, factor = _photo(), 32, 17
+    window = photo[20:20 + 16 * factor + 3, 50:50 + 32 * factor - 40]
+    canvas = _canvas(2 * size, [1, 17])
+    low_tf, _, hole_tf, hole_full = _tf_view(window, canvas, factor, size)
+    low, low_hole = nf.reduce_view(window, hole_full, factor, size)
+    assert (low * factor**2).max() >= 2**16  # some block sums do not fit 16 bits
+    np.testing.assert_array_equal(low, low_tf)
+    np.testing.assert_array_equal(low_hole, hole_tf)
+
+
 @pytest.mark.skipif(not SHARED_PHOTOS, reason="../shared/data/photos not present")
 def test_reduce_view_is_training_view_on_a_full_size_photo():
     with Image.open(SHARED_PHOTOS[0]) as image:
