@@ -733,8 +733,8 @@ def bench(photos, sizes=(256, 512), workers=(1, 2), batch_size=16, batches=20, h
           cores=16, views_per_size=200):
     """Views per second: in-process by factor, then ``ViewFeed`` with each worker count.
 
-    Prints tables and returns {size: {"by_factor": {f: (views, ms)}, "feed": {workers: views/s},
-    "copy_ms": ms per batch}}.
+    Prints tables and returns {size: {"by_factor": {f: (views, ms)}, "cpu_ms": CPU ms per view,
+    "feed": {workers: views/s}, "copy_ms": ms per batch}}.
     """
     results = {}
     for size in sizes:
@@ -744,21 +744,25 @@ def bench(photos, sizes=(256, 512), workers=(1, 2), batch_size=16, batches=20, h
         source = _Source(decoded, pool, size, 1, (1, None), 0, False)
         image = np.empty((size, size, 3), np.float32)
         mask = np.empty((size, size, 1), np.float32)
-        times = {}
+        times, cpu = {}, {}
         for n in range(views_per_size):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             factor = source.view(n, image, mask)
             times.setdefault(factor, []).append(time.perf_counter() - start)
-        total = sum(map(sum, times.values()))
+            cpu.setdefault(factor, []).append(time.process_time() - start_cpu)
+        total, total_cpu = sum(map(sum, times.values())), sum(map(sum, cpu.values()))
         print(f"\nS={size}: {len(decoded)} photos ({len(skipped)} skipped), hole pool: "
               f"{holes or 'stand-in discs (a view costs the same for any hole shape)'}")
-        print("  one process, by factor f (f uniform over what each photo allows):")
-        print("     f  views   ms/view  share of time")
+        print("  one process, by factor f (f uniform over what each photo allows); CPU time is")
+        print("  what a core of its own would take on a machine shared with other work:")
+        print("     f  views   ms/view  ms CPU/view  share of time")
         for factor in sorted(times):
             t = times[factor]
-            print(f"  {factor:4d}  {len(t):5d}  {1e3 * np.mean(t):8.2f}  {100 * sum(t) / total:6.1f}%")
-        mean_ms = 1e3 * total / views_per_size
-        print(f"  all   {views_per_size:5d}  {mean_ms:8.2f}  -> {1e3 / mean_ms:.0f} views/s per core")
+            print(f"  {factor:4d}  {len(t):5d}  {1e3 * np.mean(t):8.2f}  {1e3 * np.mean(cpu[factor]):11.2f}"
+                  f"  {100 * sum(t) / total:6.1f}%")
+        mean_ms, mean_cpu = 1e3 * total / views_per_size, 1e3 * total_cpu / views_per_size
+        print(f"  all   {views_per_size:5d}  {mean_ms:8.2f}  {mean_cpu:11.2f}  -> {1e3 / mean_ms:.0f} "
+              f"views/s per core ({1e3 / mean_cpu:.0f} by CPU time)")
         feed_rates = {}
         copy_ms = None
         for count in workers:
@@ -784,7 +788,7 @@ def bench(photos, sizes=(256, 512), workers=(1, 2), batch_size=16, batches=20, h
               + f"); the training process copies a batch in {copy_ms:.1f} ms "
               f"(copy=True: at most {consumer:.0f} views/s; copy=False skips it)")
         results[size] = {"by_factor": {f: (len(t), 1e3 * float(np.mean(t))) for f, t in times.items()},
-                         "feed": feed_rates, "copy_ms": copy_ms}
+                         "cpu_ms": mean_cpu, "feed": feed_rates, "copy_ms": copy_ms}
     return results
 
 
