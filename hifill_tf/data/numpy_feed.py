@@ -31,7 +31,7 @@ Differences from ``make_dataset``, all deliberate:
   used in one of its 8 orientations (``HolePool``), instead of a fresh mask per view.
 - Photos are decoded once (``hifill_tf.io.read_image``, as inference reads them: Pillow's
   accurate IDCT, EXIF orientation applied). ``make_dataset`` decodes with TF's default fast
-  IDCT and ignores EXIF: about 1 level apart on average (at most 7 on the test photos).
+  IDCT and ignores EXIF: about 1 level apart on average (at most 7 on the shared photos).
 - A photo is drawn uniformly for every view, where ``make_dataset`` shuffles the files each
   epoch; random numbers are NumPy's, so the views are the same distribution, not the same views.
 
@@ -303,11 +303,11 @@ class HolePool:
     """Masks rendered by ``render_holes``, kept bit-packed; one is drawn per view.
 
     Every view takes a mask uniformly from the pool in one of the 8 orientations of the
-    square canvas (``orient``). That keeps ``MaskGenerator``'s distribution: it places every shape at a
-    uniform centre with a uniform angle (strokes: uniform start and heading, turns symmetric
-    about 0; objects: uniform rotation, templates flipped half the time), so a quarter turn or
-    a mirror image of a mask is as likely a draw as the mask itself, and the pool is in effect
-    8 times larger.
+    square canvas (``orient``). That keeps ``MaskGenerator``'s distribution: it places every
+    shape at a uniform centre with a uniform angle (strokes: uniform start and heading, turns
+    symmetric about 0; objects: uniform rotation, templates flipped half the time), so a
+    quarter turn or a mirror image of a mask is as likely a draw as the mask itself, and the
+    pool is in effect 8 times larger (checked in ``tests/test_numpy_feed.py``).
 
     Attributes: ``packed`` uint8 [N, M * M / 8], ``seeds`` int64 [N, 2], ``config`` (the
     generator's ``get_config()`` plus the pool's own fields), ``side`` M (= 2 S).
