@@ -7,7 +7,7 @@ Writes the git-ignored folders that travel with the working tree (at most 64 MiB
   the machine has jax, numpy, h5py, ml-dtypes, rich, absl-py and packaging);
 - ``.gpu/holes-S.npz``: the training holes for S x S views, pre-rendered by the TF
   ``MaskGenerator`` (``numpy_feed render-holes``);
-- ``.gpu/photos/train``, ``.gpu/photos/val``: the photos re-encoded as JPEG (quality 90), each
+- ``.gpu/photos/train``, ``.gpu/photos/val``: the photos re-encoded as JPEG (``--quality``), each
   scaled down (Lanczos) only as far as the photo budget needs: the largest photos first, to a
   common long side, until the folder fits ``--photo_mib``;
 - ``.gpu/state``, ``.gpu/best.npz``, ``.gpu/validation-network.jsonl``,
@@ -60,10 +60,14 @@ def _photos(folder):
     return find_images(folder)
 
 
-def pack_photos(source, budget_mib, quality=90):
-    """Re-encode ``source``/{train,val} into .gpu/photos; cap the long side until it fits."""
+def pack_photos(source, budget_mib, quality=90, max_side=None, val_side=1024):
+    """Re-encode ``source``/{train,val} into .gpu/photos; cap the long side until it fits.
+
+    Validation photos are capped at ``val_side``: the JAX trainer scores views of at most the
+    network size (``NetworkValidator``), so more pixels would only take room from training.
+    """
     paths = {split: _photos(os.path.join(source, split)) for split in ("train", "val")}
-    cap = max(max(Image.open(p).size) for ps in paths.values() for p in ps)
+    cap = max_side or max(max(Image.open(p).size) for p in paths["train"])
     while True:
         target = os.path.join(GPU, "photos")
         shutil.rmtree(target, ignore_errors=True)
@@ -73,7 +77,7 @@ def pack_photos(source, budget_mib, quality=90):
             for path in files:
                 with Image.open(path) as image:
                     image = image.convert("RGB")
-                    scale = min(1.0, cap / max(image.size))
+                    scale = min(1.0, (cap if split == "train" else val_side) / max(image.size))
                     if scale < 1.0:
                         size = (round(image.width * scale), round(image.height * scale))
                         image = image.resize(size, Image.Resampling.LANCZOS)
@@ -111,13 +115,15 @@ def main():
     parser.add_argument("--sizes", default="256", help="view sizes to render hole pools for")
     parser.add_argument("--holes", type=int, default=4000, help="holes per pool")
     parser.add_argument("--photo_mib", type=float, default=36.0, help="budget of the photos")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the photos")
+    parser.add_argument("--max_side", type=int, default=None, help="start the cap here")
     parser.add_argument("--state", default=None, help="a run's OUT folder to resume from")
     arguments = parser.parse_args()
     os.makedirs(GPU, exist_ok=True)
     download_wheels()
     for size in arguments.sizes.split(","):
         print("holes:", render_holes(int(size), arguments.holes))
-    pack_photos(arguments.photos, arguments.photo_mib)
+    pack_photos(arguments.photos, arguments.photo_mib, arguments.quality, arguments.max_side)
     if arguments.state:
         copy_state(arguments.state)
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,

@@ -163,8 +163,8 @@ def scatter_state(train_state, generator, critic, g_optimizer, d_optimizer):
 class NetworkValidator:
     """Fixed held-out views at network resolution: the model and Telea in the same holes.
 
-    Each photo of ``directory`` is resized (Lanczos) so its long side is ``size`` and padded
-    (symmetric) to multiples of 16; hole k of photo i is pool mask ``seed + i * holes + k``
+    Each photo of ``directory`` is resized (Lanczos) so its long side is ``size`` (a multiple
+    of 16) and padded (symmetric) to ``size`` x ``size`` for the network; hole k of photo i is pool mask ``seed + i * holes + k``
     (``numpy_feed.HolePool``) resized to it. Scored in the hole on the unpadded part as
     ``hifill_tf.evaluate`` scores. No CRA (TensorFlow): the TF trainer's ``Validator`` scores
     the same weights through CRA.
@@ -174,6 +174,7 @@ class NetworkValidator:
         from hifill_tf.data.numpy_feed import list_image_files, nearest_index
         from hifill_tf.io import read_image
 
+        self.size = size
         self.cases = []
         for index, path in enumerate(list_image_files(directory)):
             photo = read_image(path)[0]
@@ -201,18 +202,29 @@ class NetworkValidator:
         summary = _summary("validation", "", rows)
         return {k: summary[k] for k in ("hole_l1", "hole_psnr", "sharpness")}
 
-    def __call__(self, predict):
-        """Scores of ``predict(image [1, H, W, 3] in [-1, 1], mask [1, H, W, 1]) -> inpainted``."""
-        outputs = []
+    def __call__(self, predict, batch=8):
+        """Scores of ``predict(image [N, S, S, 3] in [-1, 1], mask [N, S, S, 1]) -> inpainted``.
+
+        Every case is padded (symmetric) to S x S and run in batches of ``batch`` (the last one
+        padded with repeats), so a jitted ``predict`` compiles once.
+        """
+        images, holes = [], []
         for truth, mask, _ in self.cases:
             h, w = mask.shape
-            ph, pw = -h % 16, -w % 16
-            image = np.pad(truth, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
-            hole = np.pad(mask, ((0, ph), (0, pw)), mode="symmetric")
-            filled = predict(image[None].astype(np.float32) / 127.5 - 1.0,
-                             hole[None, ..., None].astype(np.float32))
-            filled = np.asarray(filled, np.float32)[0, :h, :w]
-            pixels = np.clip(np.round((filled + 1.0) * 127.5), 0, 255).astype(np.uint8)
+            pad = ((0, self.size - h), (0, self.size - w))
+            images.append(np.pad(truth, pad + ((0, 0),), mode="symmetric"))
+            holes.append(np.pad(mask, pad, mode="symmetric"))
+        images = np.stack(images).astype(np.float32) / 127.5 - 1.0
+        holes = np.stack(holes)[..., None].astype(np.float32)
+        filled = []
+        for start in range(0, len(images), batch):
+            index = np.minimum(np.arange(start, start + batch), len(images) - 1)
+            filled.append(np.asarray(predict(images[index], holes[index]), np.float32))
+        filled = np.concatenate(filled)[:len(images)]
+        outputs = []
+        for (truth, mask, _), output in zip(self.cases, filled):
+            h, w = mask.shape
+            pixels = np.clip(np.round((output[:h, :w] + 1.0) * 127.5), 0, 255).astype(np.uint8)
             outputs.append(np.where(mask[..., None], pixels, truth))
         model = self._score(outputs)
         return {**model, **{f"telea_{k}": v for k, v in self.telea.items()}}
@@ -283,7 +295,7 @@ def train(config, progress=print):
     feed = ViewFeed(config["data"], size, images_per_step, holes=pool,
                     factor_range=(config["factor_min"], config["factor_max"]),
                     seed=config["seed"] + start_step, workers=config["feed_workers"],
-                    color_augment=config["color_augment"])
+                    color_augment=config["color_augment"], copy=False)
     try:
         return _train(config, feed, pool, start_step, images_per_step, progress)
     finally:
@@ -350,12 +362,18 @@ def _train(config, feed, pool, start_step, images_per_step, progress):
     step, started = start_step, time.time()
     window_start, window_steps = time.time(), 0
     batches = iter(feed)
+    on_cpu = jax.devices()[0].platform == "cpu"
 
     def next_batch():
+        # The feed's arrays are views into its ring (copy=False: one host copy less a batch),
+        # valid until the next batch is asked for: the transfer finishes before that.
+        # On the CPU a device array may share the host memory: it gets a copy of its own.
         data = next(batches)
         shape = (group, batch)
-        return (jax.device_put(data["image"].reshape(shape + data["image"].shape[1:])),
-                jax.device_put(data["mask"].reshape(shape + data["mask"].shape[1:])))
+        own = np.array if on_cpu else (lambda x: x)
+        return jax.block_until_ready(
+            (jax.device_put(own(data["image"].reshape(shape + data["image"].shape[1:]))),
+             jax.device_put(own(data["mask"].reshape(shape + data["mask"].shape[1:])))))
 
     try:
         upcoming = next_batch()
