@@ -8,7 +8,7 @@ starts without it.
 from hifill_tf import lazy_names
 
 _LAZY = {"MaskGenerator": "hifill_tf.data.masks", "sample_mask": "hifill_tf.data.masks",
-         "DatasetInfo": "hifill_tf.data.pipeline", "list_image_files": "hifill_tf.data.pipeline",
+         "DatasetInfo": "hifill_tf.data.pipeline", "list_image_files": "hifill_tf.data.files",
          "make_dataset": "hifill_tf.data.pipeline"}
 __all__ = sorted(_LAZY)
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)

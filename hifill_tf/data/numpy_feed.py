@@ -56,11 +56,11 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from hifill_tf.data.files import list_image_files
 from hifill_tf.io import InputError, atomic_file, read_image
 
 CELL = 16  # cra.CELL: the network input is a whole number of 16 x 16 attention cells
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # pipeline.IMAGE_EXTENSIONS
-GREY_PROBABILITY = 0.15  # pipeline.GREY_PROBABILITY
+GREY_PROBABILITY = 0.15  # share of grey views of color_augment (pipeline.recolour too)
 PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 POOL_FORMAT = 1
@@ -404,23 +404,6 @@ def stand_in_pool(size, count=64, min_area=0.02, max_area=0.25, seed=0):
 
 
 # ----- photos --------------------------------------------------------------------------------
-
-
-def list_image_files(directory):
-    """Image files under ``directory``, recursively, sorted: ``pipeline.list_image_files``'s rule
-    (that module imports TensorFlow)."""
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"image directory {directory!r} does not exist")
-    paths = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory, followlinks=True)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not paths:
-        raise ValueError(f"image directory {directory!r} holds no images with extensions "
-                         f"{IMAGE_EXTENSIONS}")
-    return paths
 
 
 def _load_photo(path, size):

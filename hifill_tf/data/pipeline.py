@@ -38,9 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 
 from hifill_tf import cra
+from hifill_tf.data.files import IMAGE_EXTENSIONS, list_image_files  # noqa: F401 (re-exported)
 from hifill_tf.data.masks import MaskGenerator
+from hifill_tf.data.numpy_feed import GREY_PROBABILITY
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MODES = ("crop", "resize")
 
 logger = logging.getLogger(__name__)
@@ -63,23 +64,6 @@ class DatasetInfo:
     @property
     def num_usable(self):
         return self.num_files - self.num_skipped
-
-
-def list_image_files(directory):
-    """Image files (jpg, jpeg, png, webp; any case) under ``directory``, recursively, sorted."""
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"image directory {directory!r} does not exist")
-    paths = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(directory, followlinks=True)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not paths:
-        raise ValueError(
-            f"image directory {directory!r} holds no images with extensions {IMAGE_EXTENSIONS}"
-        )
-    return paths
 
 
 def _check_image(path):
@@ -235,7 +219,6 @@ def _tfds_images(name, split, data_dir, shuffle, seed):
     return dataset.map(image), count
 
 
-GREY_PROBABILITY = 0.15
 _PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 _LUMA = (0.299, 0.587, 0.114)
 

@@ -171,7 +171,8 @@ class NetworkValidator:
     """
 
     def __init__(self, directory, size, hole_pool, holes=2, seed=1234):
-        from hifill_tf.data.numpy_feed import list_image_files, nearest_index
+        from hifill_tf.data.files import list_image_files
+        from hifill_tf.data.numpy_feed import nearest_index
         from hifill_tf.io import read_image
 
         self.size = size

@@ -13,7 +13,7 @@ from PIL import Image
 
 from hifill_tf import evaluate
 from hifill_tf.data.masks import sample_mask
-from hifill_tf.data.pipeline import list_image_files
+from hifill_tf.data.files import list_image_files
 from hifill_tf.io import read_image
 
 
