@@ -1,7 +1,14 @@
-"""Time from pressing Inpaint to the result on the page of `python -m hifill_tf.app`.
+"""Time from pressing Inpaint to the result on the page of `python -m hifill_tf.app`, or of a
+REST round trip.
 
     python bench/app_bench.py                       # 2048x1152 and 7680x4320 JPEGs
     python bench/app_bench.py --sizes 2048x1365,7680x4320 --repeats 3
+    python bench/app_bench.py --rest --repeats 3    # POST /api/v1/inpaint with PNGs
+
+--rest: a client as IOPaint's: the photo as a PNG (lossless, the slow case) and a blob mask,
+base64 in JSON, the filled PNG back. Reported: the round trip from sending the prepared body to
+the last byte of the answer, the server's fill (X-Inpaint-Seconds) and the rest (JSON, base64,
+decoding, encoding, transfer).
 
 A person's session in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright;
 `pip install -e '.[app,test]'`): start the server, open a photo, paint one stroke (about 2%
@@ -31,6 +38,61 @@ flags.DEFINE_list("sizes", ["2048x1152", "7680x4320"], "Photo sizes WIDTHxHEIGHT
 flags.DEFINE_integer("repeats", 1, "Timed runs per size (each paints a new stroke first).")
 flags.DEFINE_string("weights", None, "Generator weights for the server (default: bundled).")
 flags.DEFINE_integer("max_pixels", None, "Network pixel budget for the server.")
+flags.DEFINE_bool("rest", False, "Time REST round trips (PNG in, PNG out) instead of the page.")
+
+
+def rest_request(array):
+    """The JSON body of POST /api/v1/inpaint for a photo array: PNG photo, blob mask."""
+    import base64
+    import io as _io
+    import json
+
+    import numpy as np
+
+    height, width = array.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
+    mask[height * 2 // 5:height * 3 // 5, width * 2 // 5:width // 2] = 255
+    files = []
+    for picture in (array, mask):
+        buffer = _io.BytesIO()
+        Image.fromarray(picture).save(buffer, "PNG", compress_level=1)
+        files.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return json.dumps({"image": files[0], "mask": files[1]})
+
+
+def rest_round_trip(url, body):
+    """(seconds from sending `body` to the whole answer, server fill seconds, answer)."""
+    import urllib.request
+
+    tick = time.monotonic()
+    request = urllib.request.Request(url + "api/v1/inpaint", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as response:
+        content = response.read()
+        fill = float(response.headers["X-Inpaint-Seconds"])
+    return time.monotonic() - tick, fill, content
+
+
+def rest_main(args):
+    rows = []
+    server = app_page.Server(*args)
+    try:
+        for size in FLAGS.sizes:
+            width, height = (int(v) for v in size.lower().split("x"))
+            array, _ = common.load_photo(width, height)
+            body = rest_request(array).encode()
+            runs = [rest_round_trip(server.url, body) for _ in range(FLAGS.repeats)]
+            total = statistics.median(r[0] for r in runs)
+            fill = statistics.median(r[1] for r in runs)
+            rows.append([f"{width}x{height}", common.fmt_seconds(total),
+                         ", ".join(f"{r[0]:.2f}" for r in runs), common.fmt_seconds(fill),
+                         common.fmt_seconds(total - fill),
+                         f"{len(runs[-1][2]) / 1e6:.1f} MB"])
+    finally:
+        server.stop()
+    print("## REST: POST /api/v1/inpaint round trip, PNG in and out\n")
+    print(common.markdown_table(["photo (PNG)", "round trip", "runs (s)", "fill",
+                                 "rest", "result"], rows))
 
 
 def main(argv):
@@ -41,6 +103,8 @@ def main(argv):
         args += ["--weights", FLAGS.weights]
     if FLAGS.max_pixels:
         args += ["--max_pixels", FLAGS.max_pixels]
+    if FLAGS.rest:
+        return rest_main(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="app-bench-") as tmp:
         photos = []

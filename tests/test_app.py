@@ -580,6 +580,20 @@ def test_painted_mask_soft_edges_and_layers():
     assert page.painted_mask(None, (90, 160)) is None
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_fast_png_is_exact(channels):
+    """The server's PNG writer: Pillow reads back the same pixels, resolution and text."""
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (37, 53, channels), np.uint8)
+    array[:, :20] = 200  # flat and noisy parts, odd sizes, several strips
+    array = array[..., 0] if channels == 1 else array
+    metadata = {"dpi": (300, 300), "text": {"Comment": "holiday", "Title": "Volna à Ž"}}
+    with Image.open(_io.BytesIO(photos.encode_png(array, metadata))) as image:
+        np.testing.assert_array_equal(np.asarray(image), array)
+        assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+        assert image.text == metadata["text"]
+
+
 def test_read_photo_format_from_content(tmp_path, photo):
     """The output format follows the file's content, not its name; GIF comes back as PNG."""
     for fmt, extension in [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"),

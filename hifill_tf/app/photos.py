@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import io as _io
 import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -168,11 +171,86 @@ def encode_result(rgb, photo: Photo):
         for key, value in metadata["text"].items():
             info.add_text(key, value)
         options["pnginfo"] = info
+    if fmt == "PNG":
+        return encode_png(array, metadata), ".png", "image/png"
     buffer = _io.BytesIO()
     image = Image.fromarray(array)
     del array
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue(), _EXTENSIONS[fmt], _MEDIA_TYPES[fmt]
+
+
+# ---------------------------------------------------------------------------------------------
+# PNG, fast
+# ---------------------------------------------------------------------------------------------
+
+_PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> gray, RGB, RGBA
+
+
+def _chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _deflate_part(part, last):
+    # Raw deflate, Huffman coding only: the Up-filtered rows of a photo are residuals that
+    # string matching barely shortens (8K: 0.7 s and 43.7 MB, against 1.1 s and 45.1 MB).
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_HUFFMAN_ONLY)
+    return compressor.compress(part) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def encode_png(array, metadata=None) -> bytes:
+    """A PNG of a uint8 [H, W], [H, W, 3] or [H, W, 4] array: an 8K photo in 1.3 s here against
+    3.3-4.0 s for Pillow at compress_level 1, for a file of the same size (43.7 MB, 44.0 MB).
+
+    Pillow picks a filter per row by trying all five, which alone took 1.3 s at 8K, then
+    deflates with string matching on one core. Here every row gets the Up filter (one NumPy
+    subtraction), deflate codes Huffman only, and strips of rows are deflated in parallel,
+    joined as pigz joins them (each strip ends on a byte boundary with a sync flush, only the
+    last is final) under one zlib header and Adler-32. `metadata` is a `Header.metadata`.
+    """
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    rows = array.reshape(height, width * channels)
+    filtered = np.empty((height, 1 + width * channels), np.uint8)
+    filtered[:, 0] = 2  # Up: each byte minus the one above (mod 256)
+    filtered[0, 0] = 0
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    strips = np.array_split(filtered, max(1, min(os.cpu_count() or 1, height)))
+    with ThreadPoolExecutor(len(strips)) as pool:  # zlib lets go of the GIL while it works
+        parts = list(pool.map(_deflate_part, strips,
+                              [i == len(strips) - 1 for i in range(len(strips))]))
+    adler = zlib.adler32(filtered)
+    del filtered
+
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[channels], 0, 0, 0)
+    chunks = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header)]
+    metadata = metadata or {}
+    if metadata.get("icc_profile"):
+        chunks.append(_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(metadata["icc_profile"])))
+    if metadata.get("dpi"):
+        x, y = (round(d / 0.0254) for d in metadata["dpi"])  # pixels per metre
+        chunks.append(_chunk(b"pHYs", struct.pack(">IIB", x, y, 1)))
+    if metadata.get("exif"):
+        exif = metadata["exif"]
+        chunks.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
+    for key, value in metadata.get("text", {}).items():
+        try:
+            chunks.append(_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1")))
+        except UnicodeEncodeError:  # international text
+            chunks.append(_chunk(b"iTXt", key.encode("utf-8") + b"\0\0\0\0\0"
+                                 + value.encode("utf-8")))
+    # IDAT written in place: the compressed strips are joined once, into the file itself.
+    size = 2 + sum(len(part) for part in parts) + 4
+    crc = zlib.crc32(b"\x78\x01", zlib.crc32(b"IDAT"))
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    tail = struct.pack(">I", adler)
+    crc = zlib.crc32(tail, crc)
+    chunks += [struct.pack(">I", size), b"IDAT\x78\x01", *parts, tail, struct.pack(">I", crc),
+               _chunk(b"IEND", b"")]
+    return b"".join(chunks)
 
 
 def write_result(path_stem, rgb, photo: Photo):
