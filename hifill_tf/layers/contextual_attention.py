@@ -76,7 +76,9 @@ def patches_around(x, k):
     shape = ops.shape(x)
     r = k // 2
     padded = ops.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
-    return ops.concatenate([padded[:, i:i + shape[1], j:j + shape[2], :]
+    # The slice ends once per row and column (tensors on TensorFlow with unknown sizes).
+    ends_h, ends_w = [i + shape[1] for i in range(k)], [j + shape[2] for j in range(k)]
+    return ops.concatenate([padded[:, i:ends_h[i], j:ends_w[j], :]
                             for i in range(k) for j in range(k)], axis=-1)
 
 
