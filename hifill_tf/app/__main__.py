@@ -33,7 +33,8 @@ flags.DEFINE_string("memory_budget", None, "Working memory that requests may hol
 flags.DEFINE_multi_string("allow_origin", [], "An origin (https://example.org) whose web pages "
                           "may call this server (CORS). Default: only the server's own pages.")
 flags.DEFINE_float("request_timeout", guard.TIMEOUT_SECONDS, "Seconds a client may pause while "
-                   "sending a request body (408 after that).", lower_bound=0.1)
+                   "sending a request body (408 after that), and may take to send its request "
+                   "headers (disconnected after that).", lower_bound=0.1)
 flags.DEFINE_string("web_app", None, "Serve this folder's static web page at / instead of the "
                     "Gradio page, e.g. IOPaint's built page (iopaint/web_app from its wheel).")
 FLAGS = flags.FLAGS
@@ -89,7 +90,8 @@ def main(argv):
               "(there is no authentication)", file=sys.stderr)
     # limit_concurrency: connections past it get a 503 instead of holding memory and threads.
     uvicorn.run(asgi, host=FLAGS.host, port=FLAGS.port, log_level="warning",
-                limit_concurrency=64, timeout_keep_alive=5)
+                limit_concurrency=64, timeout_keep_alive=5,
+                http=guard.header_timeout_protocol(FLAGS.request_timeout))
     return 0
 
 

@@ -10,7 +10,8 @@ Before any route runs (the REST API, the page's Gradio routes, socket.io):
 - a body above the limit is refused with 413 (at once when its Content-Length says so), and
   its memory is reserved on the budget before it is read;
 - a client that stops sending its body for `timeout` seconds, or takes ten times that for the
-  whole body, gets a 408 and its connection is closed.
+  whole body, gets a 408 and its connection is closed; one that does not finish its request
+  headers within `timeout` seconds is disconnected (`header_timeout_protocol`, for uvicorn).
 
 The route then receives the body as one chunk; `ticket(scope)` is the request's share of the
 memory budget, released when the response is done.
@@ -155,6 +156,48 @@ class Guard:
             413, f"request body of {memory.format_bytes(size)} is above this server's limit of "
             f"{memory.format_bytes(self.max_body)} (set by --memory_budget)",
             headers={"Connection": "close"})(scope, receive, send)
+
+
+def header_timeout_protocol(seconds):
+    """uvicorn's HTTP/1.1 protocol (h11), closing a connection whose request line and headers
+    have not all arrived `seconds` after it opened or after its first byte (uvicorn waits
+    forever for them: a client could hold connections open by sending nothing)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _timer = None
+        _waiting_cycle = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data):
+            if self._timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()
+            super().data_received(data)
+            if self.cycle is not self._waiting_cycle:  # the headers are in: a new request
+                self._disarm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            self._waiting_cycle = self.cycle
+            self._timer = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _expire(self):
+            self._timer = None
+            if self.cycle is self._waiting_cycle and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def _replay(body, receive):

@@ -192,10 +192,13 @@ def release_memory():
         libc.malloc_trim(0)
 
 
-def rss_bytes(pid="self") -> int:
-    """Resident memory of a process (Linux), for health and the load test."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def rss_bytes(pid="self"):
+    """Resident memory of a process, for health and the load test; None without Linux's /proc."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        return None
+    return None
