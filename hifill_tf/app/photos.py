@@ -119,6 +119,16 @@ def read_photo(path, name=None, header=None) -> Photo:
     return Photo(rgb, alpha, header)
 
 
+def check_mask_size(header: Header, photo: Header, name="mask"):
+    """InputError unless the mask's header says it has the photo's displayed size."""
+    if (header.width, header.height) != (photo.width, photo.height):
+        message = (f"{name}: mask is {header.width}x{header.height} but the image is "
+                   f"{photo.width}x{photo.height}")
+        if (header.width, header.height) == (photo.height, photo.width):
+            message += " (rotated by 90 degrees? check the EXIF orientation of both)"
+        raise io.InputError(message)
+
+
 def read_hole_mask(data, header: Header, photo: Header, name="mask") -> np.ndarray:
     """A mask file as IOPaint reads it: uint8 [H, W], 255 = hole, of the photo's size.
 
@@ -126,12 +136,7 @@ def read_hole_mask(data, header: Header, photo: Header, name="mask") -> np.ndarr
     0/1 file as 0/1), alpha ignored: the soft edge of a brush stroke drawn in white is hole.
     The size is checked on `header` before the mask is decoded.
     """
-    if (header.width, header.height) != (photo.width, photo.height):
-        message = (f"{name}: mask is {header.width}x{header.height} but the image is "
-                   f"{photo.width}x{photo.height}")
-        if (header.width, header.height) == (photo.height, photo.width):
-            message += " (rotated by 90 degrees? check the EXIF orientation of both)"
-        raise io.InputError(message)
+    check_mask_size(header, photo, name)
     try:
         with Image.open(_source(data)) as image:
             gray = ImageOps.exif_transpose(image).convert("L")

@@ -16,6 +16,7 @@ import logging
 import re
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -144,15 +145,18 @@ def inpaint_request(service, body, ticket):
         header = photos.probe(image_bytes, "image")
         mask_header = photos.probe(mask_bytes, "mask")
         width, height = header.width, header.height
-        if (mask_header.width, mask_header.height) == (width, height):
-            ticket.grow(header.pixels * memory.BYTES_PER_PIXEL, f"a {width}x{height} photo")
-        mask = photos.read_hole_mask(mask_bytes, mask_header, header)
-        del mask_bytes
-        with tempfile.NamedTemporaryFile(prefix="hifill-api-") as f:
-            f.write(image_bytes)
-            f.flush()
-            del image_bytes
-            photo = photos.read_photo(f.name, "image", header)
+        photos.check_mask_size(mask_header, header)
+        ticket.grow(header.pixels * memory.BYTES_PER_PIXEL, f"a {width}x{height} photo")
+        # The mask decodes in a second thread while the photo does (Pillow lets go of the GIL).
+        with ThreadPoolExecutor(1) as pool:
+            reading = pool.submit(photos.read_hole_mask, mask_bytes, mask_header, header)
+            del mask_bytes
+            with tempfile.NamedTemporaryFile(prefix="hifill-api-") as f:
+                f.write(image_bytes)
+                f.flush()
+                del image_bytes
+                photo = photos.read_photo(f.name, "image", header)
+            mask = reading.result()
         coverage = io.validate_mask(mask, "mask")
         tick = time.monotonic()
         result = service(photo.rgb, mask, name="image")
@@ -181,7 +185,8 @@ def adjust_mask_request(body, ticket):
         mask = photos.read_hole_mask(data, header, header)
     except io.InputError as e:
         raise RequestError(e) from None
-    # IOPaint's tool thresholds at 127 inclusive; its kernel is the ellipse of 2k+1 pixels.
+    # IOPaint's tool takes 127 as hole where its inpainting does not; here both read masks by
+    # the one rule. Its kernel is the ellipse of 2k+1 pixels, io.dilate_mask's the disk of k.
     hole = mask != 0
     if operate == "reverse":
         hole = ~hole
@@ -191,12 +196,7 @@ def adjust_mask_request(body, ticket):
         hole = io.dilate_mask((~hole).view(np.uint8), kernel) == 0
     rgba = np.zeros((*hole.shape, 4), np.uint8)
     rgba[hole] = (0, 203, 255, 186)  # IOPaint's mask colour
-    from PIL import Image
-    import io as _io
-
-    buffer = _io.BytesIO()
-    Image.fromarray(rgba).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    return photos.encode_png(rgba)
 
 
 def gen_info(upload):
@@ -207,6 +207,8 @@ def gen_info(upload):
     try:
         with Image.open(upload) as image:  # the header only: no pixels are decoded
             parameters = image.info.get("parameters", "")
+    except Image.DecompressionBombError:
+        raise RequestError("file: image above the size limit", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise RequestError("file: not an image file, or a format Pillow cannot read") from None
     parts = str(parameters).split("Negative prompt: ")
