@@ -311,6 +311,8 @@ def test_iopaint_routes(client, service):
                            json={"plugin_name": "RemoveBG", "model_name": "u2net"})
     assert response.status_code == 200 and response.json() is None
     _assert_error(client.get("/api/v1/medias"), 404, "no route /api/v1/medias")
+    _assert_error(client.get("/api/v1/inpaint"), 405, "GET is not served at /api/v1/inpaint; "
+                  "use POST")
 
 
 def test_gen_info(client, photo):

@@ -125,6 +125,8 @@ def test_iopaint_page_inpaints_and_downloads(server_url, photo_png, tmp_path):
                 if m.type == "error" else None)
         page.goto(server_url)
         page.wait_for_load_state("networkidle")
+        # The settings gear shows once server-config answers as the page expects.
+        page.locator("header button:has(svg.lucide-settings)").wait_for(state="visible", timeout=30_000)
 
         page.locator("input[type=file]").first.set_input_files(photo_png)
         canvas = page.locator("canvas").first

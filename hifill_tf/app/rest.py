@@ -339,6 +339,14 @@ def add_routes(app, service, on_finish=None):
         return Response(content=content, media_type="image/png")
 
     @app.api_route(PREFIX + "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    def unknown(path):
+    def unknown(request: Request, path):
+        allowed = sorted({method for route in app.routes if route is not unknown_route
+                          and getattr(route, "path", None) == request.url.path
+                          for method in getattr(route, "methods", ())})
+        if allowed:
+            raise RequestError(f"{request.method} is not served at {request.url.path}; use "
+                               f"{' or '.join(allowed)}", 405)
         raise RequestError(f"no route {PREFIX}/{path} here (IOPaint's file manager, media and "
                            "plugin routes are off)", 404)
+
+    unknown_route = app.routes[-1]
