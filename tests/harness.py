@@ -94,5 +94,6 @@ def run_layer_test(layer_cls, init_kwargs, make_inputs, expected_shape, sizes, t
     restored = keras.saving.load_model(path)
     for size in sizes:
         ins, _ = results[size]
-        np.testing.assert_allclose(to_numpy(restored(list(ins))), to_numpy(model(list(ins))), atol=atol)
+        np.testing.assert_allclose(to_numpy(restored(list(ins))), to_numpy(model(list(ins))),
+                                   atol=atol)
     return layer, results

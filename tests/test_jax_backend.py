@@ -76,14 +76,15 @@ def test_bundled_weights_agree_across_backends(tmp_path):
     image, mask = _photo_input()
     assert 0.1 < mask.mean() < 0.5
     np.savez(tmp_path / "input.npz", image=image, mask=mask)
+    paths = [str(tmp_path / "input.npz"), str(tmp_path / "jax.npz")]
     result = subprocess.run(
-        [sys.executable, "-c", JAX_GENERATOR, str(tmp_path / "input.npz"), str(tmp_path / "jax.npz")],
-        cwd=ROOT, env=_jax_environment(), capture_output=True, text=True, timeout=600)
+        [sys.executable, "-c", JAX_GENERATOR, *paths], cwd=ROOT, env=_jax_environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"tensorflow_imported": False}
 
     tf_out = {k: ops.convert_to_numpy(v) for k, v in load_generator()(image, mask).items()}
     jax_out = np.load(tmp_path / "jax.npz")
-    differences = {key: float(np.abs(jax_out[key] - tf_out[key]).max()) for key in ("refined", "scores")}
+    differences = {key: float(np.abs(jax_out[key] - tf_out[key]).max())
+                   for key in ("refined", "scores")}
     print("max |JAX - TensorFlow|:", differences)
     assert max(differences.values()) < 1e-4, differences

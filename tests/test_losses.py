@@ -42,11 +42,10 @@ def test_reconstruction_loss_matches_numpy():
     prediction = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     target = rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     mask = (rng.uniform(size=(2, 16, 16, 1)) < 0.3).astype(np.float32)
-    got = float(losses.reconstruction_loss(prediction, target, mask))
-    np.testing.assert_allclose(got, reference.reconstruction_loss(prediction, target, mask), rtol=1e-6)
-    got = float(losses.reconstruction_loss(prediction, target, mask, 0.5, 3.0))
-    np.testing.assert_allclose(got, reference.reconstruction_loss(prediction, target, mask, 0.5, 3.0),
-                               rtol=1e-6)
+    for weights in ((), (0.5, 3.0)):  # the paper's alpha_1 = 1, alpha_2 = 1.2, and others
+        got = float(losses.reconstruction_loss(prediction, target, mask, *weights))
+        expected = reference.reconstruction_loss(prediction, target, mask, *weights)
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 def test_reconstruction_loss_weights_hole_and_context():
@@ -130,7 +129,8 @@ def test_gradient_penalty_linear_critic(scale):
     kernel, bias = critic.layers[-1].kernel.numpy(), critic.layers[-1].bias.numpy()
     np.testing.assert_allclose(float(penalty(kernel, bias)), (scale - 1.0) ** 2, rtol=1e-5)
     grad, _ = _gradients(penalty, kernel, bias)
-    np.testing.assert_allclose(grad.reshape(expected_grad.shape), expected_grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad.reshape(expected_grad.shape), expected_grad,
+                               rtol=1e-4, atol=1e-6)
 
 
 @tensorflow_only("the TF train step differentiates the critic's variables by tape")

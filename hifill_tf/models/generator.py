@@ -173,8 +173,8 @@ class Generator(keras.Model):
 
         x = _apply(self.refine["decoder3"], ops.concatenate([p3, branch(3, p3)], axis=-1))
         x = _apply(self.refine["decoder2"], ops.concatenate([x, branch(2, p2)], axis=-1))
-        refined = ops.cast(
-            _apply(self.refine["decoder1"], ops.concatenate([x, branch(1, p1)], axis=-1)), "float32")
+        x = _apply(self.refine["decoder1"], ops.concatenate([x, branch(1, p1)], axis=-1))
+        refined = ops.cast(x, "float32")
         return {
             "coarse": coarse,
             "refined": refined,
