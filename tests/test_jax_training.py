@@ -149,3 +149,34 @@ def test_gpu_script_trains_on_cpu_jax_until_its_minutes_then_tf_resumes(tmp_path
                             progress=messages.append)
     assert summary["step"] == 2
     assert any(m.startswith(f"resumed from {run}/state at step 1") for m in messages), messages
+
+
+def test_compact_state_keeps_float16_networks_and_restarts_adam(tmp_path):
+    """What the repository keeps between GPU runs: both networks in float16, no optimizer
+    files; loading it gives the rounded weights, fresh Adams and the meta's step."""
+    from hifill_tf.training import trainer
+
+    config = {**DEFAULTS, "image_size": SIZE, "batch_size": BATCH}
+    gan = trainer.build_gan(config)
+    full, compact = str(tmp_path / "full"), str(tmp_path / "compact")
+    gan.g_optimizer.iterations.assign(7)
+    for variable in gan.g_optimizer.variables[2:4]:
+        variable.assign(np.full(variable.shape, 0.5, np.float32))
+    state.save_state(full, gan.generator, gan.discriminator, gan.g_optimizer, gan.d_optimizer)
+    state.save_state(compact, gan.generator, gan.discriminator, gan.g_optimizer, gan.d_optimizer,
+                     meta={"step": 7, "images_seen": 99}, compact=True)
+    assert sorted(os.listdir(compact)) == ["critic.npz", "generator.npz"]
+    assert sorted(os.listdir(full)) == sorted(state.FILES)
+    with np.load(f"{compact}/generator.npz") as data:
+        assert {data[k].dtype for k in data.files if not k.startswith("__")} == {np.dtype(np.float16)}
+    size = sum(os.path.getsize(os.path.join(compact, f)) for f in os.listdir(compact))
+    assert size < 0.3 * sum(os.path.getsize(os.path.join(full, f)) for f in os.listdir(full))
+
+    fresh = trainer.build_gan(config)
+    meta = state.load_state(compact, fresh.generator, fresh.discriminator, fresh.g_optimizer,
+                            fresh.d_optimizer)
+    assert meta == {"step": 7, "images_seen": 99}
+    assert int(fresh.g_optimizer.iterations.numpy()) == 0
+    assert all(not np.any(v.numpy()) for v in fresh.g_optimizer.variables[2:])
+    for mine, theirs in zip(gan.generator.weights, fresh.generator.weights):
+        np.testing.assert_array_equal(theirs.numpy(), mine.numpy().astype(np.float16).astype(np.float32))

@@ -252,7 +252,8 @@ def _restore(config, generator, critic, g_optimizer, d_optimizer, progress):
             meta = state.load_state(directory, generator, critic, g_optimizer, d_optimizer)
         except state.StateError as error:
             raise TrainingError(str(error)) from error
-        step = int(np.asarray(g_optimizer.iterations.numpy()))
+        # The meta's step, not Adam's count: a compact state restarts Adam at 0.
+        step = int(meta.get("step", np.asarray(g_optimizer.iterations.numpy())))
         progress(f"resumed from {directory} at step {step}")
         key = np.asarray(meta.get("key", [0, config["seed"]]), np.uint32)
         return step, meta.get("images_seen", config["images_seen_before"]), key
@@ -307,11 +308,8 @@ def _train(config, feed, pool, start_step, images_per_step, progress):
     model_dir, size, batch = config["model_dir"], config["image_size"], config["batch_size"]
     group = images_per_step // batch
     generator, critic, g_optimizer, d_optimizer = build(config)
-    restored_step, images_at_start, key = _restore(config, generator, critic, g_optimizer,
-                                                  d_optimizer, progress)
-    if restored_step != start_step:
-        raise TrainingError(f"{model_dir}: the state's step {restored_step} differs from its "
-                            f"meta's {start_step}")
+    _, images_at_start, key = _restore(config, generator, critic, g_optimizer, d_optimizer,
+                                       progress)
     _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
     progress(f"data: {len(feed.paths)} photos from {config['data']}, {len(feed.skipped)} "
              f"skipped; {jax.devices()[0].platform} {jax.devices()[0].device_kind}")

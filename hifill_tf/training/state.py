@@ -12,6 +12,11 @@ most 16 MiB a file), keyed by the variable's path without the model's automatic 
 bfloat16 keeps the moments' range (second moments reach 1e-12) at a third of float32's size;
 a resumed run continues from moments rounded to 3 significant digits, which Adam's running
 averages forget within a few hundred steps. No TensorFlow: the JAX trainer runs without it.
+
+``compact=True`` writes what the repository keeps between GPU runs (about 10 MB instead of
+40): both networks in float16 and no optimizer files. A run resumed from it starts both Adams
+afresh (their own step count at 0, so bias correction warms them up again); the meta's ``step``
+and ``images_seen`` carry the run's count on.
 """
 
 import json
@@ -60,18 +65,20 @@ def _moments(optimizer, model):
     return out
 
 
-def save_state(directory, generator, critic, g_optimizer, d_optimizer=None, meta=None):
-    """Write the four files of ``directory`` (each atomically) from the models' variables."""
+def save_state(directory, generator, critic, g_optimizer, d_optimizer=None, meta=None,
+               compact=False):
+    """Write the files of ``directory`` (each atomically) from the models' variables."""
     os.makedirs(directory, exist_ok=True)
-    weights = {variable_key(v): np.asarray(v.numpy(), np.float32) for v in generator.weights}
+    dtype = np.float16 if compact else np.float32
+    weights = {variable_key(v): np.asarray(v.numpy(), dtype) for v in generator.weights}
     weights[META_KEY] = np.array(json.dumps(meta or {}))
     _save(os.path.join(directory, "generator.npz"), weights)
     _save(os.path.join(directory, "critic.npz"),
-          {variable_key(v): np.asarray(v.numpy(), np.float32) for v in critic.weights})
+          {variable_key(v): np.asarray(v.numpy(), dtype) for v in critic.weights})
     for name, optimizer, model in (("g_optimizer.npz", g_optimizer, generator),
                                    ("d_optimizer.npz", d_optimizer, critic)):
         path = os.path.join(directory, name)
-        if optimizer is None or not optimizer.built:
+        if compact or optimizer is None or not optimizer.built:
             if os.path.exists(path):
                 os.remove(path)  # a state without a critic optimizer says so by its absence
             continue
@@ -104,7 +111,7 @@ def _load_weights(path, model):
     _check(path, {k: tuple(v.shape) for k, v in arrays.items()},
            {variable_key(v): tuple(v.shape) for v in model.weights})
     for variable in model.weights:
-        variable.assign(arrays[variable_key(variable)])
+        variable.assign(arrays[variable_key(variable)].astype(np.float32))
     return meta
 
 
@@ -116,7 +123,8 @@ def read_meta(directory):
 def load_state(directory, generator, critic, g_optimizer, d_optimizer=None):
     """Load what ``save_state`` wrote into built models and optimizers; returns the meta dict.
 
-    A missing ``d_optimizer.npz`` (a reconstruction-only run) leaves ``d_optimizer`` fresh.
+    A missing optimizer file (a reconstruction-only run has no ``d_optimizer.npz``; a compact
+    state has neither) leaves that optimizer fresh.
     """
     meta = _load_weights(os.path.join(directory, "generator.npz"), generator)
     _load_weights(os.path.join(directory, "critic.npz"), critic)
