@@ -6,7 +6,8 @@ then its photo's pixel count from the file header (`BYTES_PER_PIXEL` each: decod
 fill's tensors, encoding). Work that fits is admitted, work that would overflow waits for
 memory to be returned (up to `QUEUE_SECONDS`), and work larger than the whole budget is refused
 at once. After a large request the freed memory goes back to the system (`release_memory`),
-so that the server's RSS returns near its idle level.
+so that the server's RSS returns near its idle level (the command line also turns off
+TensorFlow's oneDNN allocator, which keeps what it once held).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import re
 import threading
 import time
 
-# Peak working memory of one request per pixel of its photo, measured with the bundled model
-# (tests/test_app_load.py checks RSS against it): the decoded photo and alpha (Pillow's 4 bytes
-# a pixel, then 3 + 1 as arrays), the mask (1-4 while decoding), the fill (about 16: its
-# full-resolution tensors), the encoded result (4 + the file).
+# Working memory of one request per pixel of its photo, with room to spare: an 8K PNG request
+# peaked at 17 bytes a pixel beyond its body (Pillow's decoding at 4 bytes a pixel, then the
+# arrays: photo 3, alpha 1, mask 1-4; the fill's full-resolution tensors; the encoded result).
 BYTES_PER_PIXEL = 32
 BODY_COPIES = 3
 QUEUE_SECONDS = 60.0  # the longest a request waits for memory before a 503
@@ -122,7 +122,7 @@ class MemoryBudget:
                 self._holders -= 1
                 self._condition.notify_all()
         if freed >= TRIM_BYTES:
-            release_memory()
+            release_memory_soon()
 
 
 class Ticket:
@@ -190,6 +190,23 @@ def release_memory():
     libc = _glibc()
     if libc:
         libc.malloc_trim(0)
+
+
+_trim_timer = None
+_trim_lock = threading.Lock()
+TRIM_DELAY_SECONDS = 1.0
+
+
+def release_memory_soon():
+    """`release_memory` a second from now, once: a request's reservation ends before its last
+    buffers do (the body and the answer live until the answer is sent)."""
+    global _trim_timer
+    with _trim_lock:
+        if _trim_timer is not None and _trim_timer.is_alive():
+            return
+        _trim_timer = threading.Timer(TRIM_DELAY_SECONDS, release_memory)
+        _trim_timer.daemon = True
+        _trim_timer.start()
 
 
 def rss_bytes(pid="self"):
