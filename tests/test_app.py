@@ -528,15 +528,20 @@ def test_parse_bytes():
         memory.parse_bytes("lots")
 
 
-def test_cli_refuses_two_models(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    (["--weights", "a.npz", "--saved_model", "b"], "--weights or --saved_model, not both"),
+    (["--memory_budget", "lots"], "--memory_budget: not a size: 'lots'"),
+    (["--web_app", "tests"], "--web_app: tests: no index.html"),
+])
+def test_cli_refuses_bad_flags(flags, message):
+    """Checked before the model loads: a second or so, not a TensorFlow start."""
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "hifill_tf.app", "--weights", "a.npz",
-                             "--saved_model", "b"], capture_output=True, text=True, cwd=REPO,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-m", "hifill_tf.app", *flags], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
     assert result.returncode == 2
-    assert "--weights or --saved_model, not both" in result.stderr
+    assert message in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,10 @@ def main(argv):
     if FLAGS.weights and FLAGS.saved_model:
         print("error: give --weights or --saved_model, not both", file=sys.stderr)
         return 2
+    if FLAGS.web_app and not os.path.isfile(os.path.join(FLAGS.web_app, "index.html")):
+        print(f"error: --web_app: {FLAGS.web_app}: no index.html; give the folder of a built "
+              "web page", file=sys.stderr)
+        return 2
     try:
         budget = memory.MemoryBudget(memory.parse_bytes(FLAGS.memory_budget)
                                      if FLAGS.memory_budget else memory.default_budget())
@@ -74,13 +78,8 @@ def main(argv):
     except (ModelError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    try:
-        asgi = server.create_app(service, listen_host=FLAGS.host,
-                                 allow_origins=FLAGS.allow_origin,
-                                 timeout=FLAGS.request_timeout, web_app=FLAGS.web_app)
-    except ValueError as e:
-        print(f"error: --web_app: {e}", file=sys.stderr)
-        return 2
+    asgi = server.create_app(service, listen_host=FLAGS.host, allow_origins=FLAGS.allow_origin,
+                             timeout=FLAGS.request_timeout, web_app=FLAGS.web_app)
     memory.release_memory()
     print(f"model: {service.description}, network {service.network_size} (loaded and traced "
           f"in {format_seconds(time.monotonic() - tick)}); memory budget "

@@ -97,8 +97,8 @@ class Guard:
                          "http://127.0.0.1:PORT/ (or start it with --host that name)")
         origin = headers.get("origin")
         if origin is not None and origin.rstrip("/") not in self.origins:
-            scheme = "wss" if scope.get("scheme") == "wss" else scope.get("scheme", "http")
-            scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+            scheme = scope.get("scheme", "http")
+            scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)  # a page's origin
             if origin != f"{scheme}://{host}" and "*" not in self.origins:
                 return 403, (f"requests from pages of {origin} are refused; start the server "
                              f"with --allow_origin {origin} to accept them")
@@ -130,9 +130,10 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), max(wait, 0))
             except asyncio.TimeoutError:
-                await error_response(408, f"the request body stopped arriving (after {size} "
-                                     f"bytes); the server waits {self.timeout:.0f} s for each "
-                                     "part", headers={"Connection": "close"})(scope, receive, send)
+                await error_response(408, f"the request body did not arrive in time ({size} bytes "
+                                     f"came); the server waits {self.timeout:g} s for each part "
+                                     f"and {10 * self.timeout:g} s for all",
+                                     headers={"Connection": "close"})(scope, receive, send)
                 return None
             if message["type"] == "http.disconnect":
                 return None
