@@ -13,6 +13,11 @@ Writes the git-ignored folders that travel with the working tree (at most 64 MiB
 - ``.gpu/state``, ``.gpu/best.npz``, ``.gpu/validation-network.jsonl``,
   ``.gpu/jax-cache.tar``: the last run's files (``--state``: the folder a run's OUT came back
   to), so the next run resumes and starts with a warm compilation cache.
+- ``.gpu/src``: the code of the commit HEAD (``git archive``; the bundled weights and ``.whl``
+  as links), which ``.gpu/run.sh`` runs from, so that uncommitted work in the tree does not
+  change what trains;
+- ``.gpu/run.sh``: the two-stage command (reconstruction, then Algorithm 1, then the forward
+  timings), a copy of ``training_runs/default/gen3/gpu-run1/run.sh``.
 Prints the size of what will travel.
 """
 
@@ -104,6 +109,22 @@ def copy_state(source):
             shutil.copy(os.path.join(source, name), GPU)
 
 
+def snapshot():
+    """The code of HEAD in .gpu/src, without the bundled weights (a link to the tree's)."""
+    source = os.path.join(GPU, "src")
+    shutil.rmtree(source, ignore_errors=True)
+    os.makedirs(source)
+    archive = subprocess.run(["git", "archive", "HEAD", "hifill_tf", "train.py", "tools", "bench"],
+                             cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+    weights = os.path.join(source, "hifill_tf", "weights", "hifill_default.npz")
+    os.remove(weights)
+    os.symlink("../../../../hifill_tf/weights/hifill_default.npz", weights)
+    os.symlink("../../.whl", os.path.join(source, ".whl"))
+    shutil.copy(os.path.join(ROOT, "training_runs", "default", "gen3", "gpu-run1", "run.sh"),
+                os.path.join(GPU, "run.sh"))
+
+
 def folder_mib(folder):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder)
                for f in fs) / 2**20
@@ -126,6 +147,7 @@ def main():
     pack_photos(arguments.photos, arguments.photo_mib, arguments.quality, arguments.max_side)
     if arguments.state:
         copy_state(arguments.state)
+    snapshot()
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                              check=True).stdout.split(b"\0")
     tree = sum(os.path.getsize(os.path.join(ROOT, f.decode())) for f in tracked
