@@ -2,8 +2,8 @@
 
 IOPaint 1.6.0's built page is taken from its wheel at set-up (`pip download --no-deps`, into
 pytest's cache folder, never committed) and served by our server in place of the Gradio page
-(`--web_app`). The test opens a photo, draws a stroke, waits for the result, downloads it, and
-checks: every request the page made was answered without an error status, no error toast and
+(`--web_app`). The test opens the settings (they list the one model, "hifill"), opens a
+photo, draws a stroke, waits for the result, downloads it, and checks: every request the page made was answered without an error status, no error toast and
 no uncaught error or console error, and the download differs from the photo only inside the
 hole the page sent (read with IOPaint's mask rule), which lies under the stroke.
 
@@ -125,8 +125,17 @@ def test_iopaint_page_inpaints_and_downloads(server_url, photo_png, tmp_path):
                 if m.type == "error" else None)
         page.goto(server_url)
         page.wait_for_load_state("networkidle")
-        # The settings gear shows once server-config answers as the page expects.
-        page.locator("header button:has(svg.lucide-settings)").wait_for(state="visible", timeout=30_000)
+        # The settings gear shows once server-config answers as the page expects; its dialog
+        # lists the one model.
+        gear = page.locator("header button:has(svg.lucide-settings)")
+        gear.wait_for(state="visible", timeout=30_000)
+        gear.click()
+        page.get_by_role("dialog").wait_for(state="visible")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(tmp_path / "iopaint-settings.png"))
+        settings_text = page.get_by_role("dialog").inner_text()
+        page.keyboard.press("Escape")
+        page.get_by_role("dialog").wait_for(state="hidden")
 
         page.locator("input[type=file]").first.set_input_files(photo_png)
         canvas = page.locator("canvas").first
@@ -157,6 +166,7 @@ def test_iopaint_page_inpaints_and_downloads(server_url, photo_png, tmp_path):
     assert not failed, f"requests that failed: {failed}"
     assert not toasts, f"toasts shown: {toasts}"
     assert not problems, problems
+    assert "hifill" in settings_text, settings_text
     assert sent["headers"]["x-seed"] == str(sent["request"]["sd_seed"])
 
     # The hole the page sent, read as IOPaint reads it; the stroke lies in it.
