@@ -3,9 +3,10 @@
 IOPaint 1.6.0's built page is taken from its wheel at set-up (`pip download --no-deps`, into
 pytest's cache folder, never committed) and served by our server in place of the Gradio page
 (`--web_app`). The test opens the settings (they list the one model, "hifill"), opens a
-photo, draws a stroke, waits for the result, downloads it, and checks: every request the page made was answered without an error status, no error toast and
-no uncaught error or console error, and the download differs from the photo only inside the
-hole the page sent (read with IOPaint's mask rule), which lies under the stroke.
+photo, draws a stroke, waits for the result, downloads it, and checks: every request the page
+made was answered without an error status, no error toast and no uncaught error or console
+error, and the download differs from the photo only inside the hole the page sent (read with
+IOPaint's mask rule), which lies under the stroke.
 
 Without Chromium, Playwright or the wheel (no network) the test is skipped with the reason,
 except in CI (CI set), where that is a failure.
