@@ -11,7 +11,6 @@ the load and fault test, which measures the server's RSS, in test_app_load.py.
 import base64
 import importlib.util
 import io as _io
-import json
 import os
 import socket
 import threading

@@ -5,9 +5,10 @@ One server process (the real command, with a 2 GB --memory_budget and a 2 s
 concurrent 2K and 8K requests, a pixel bomb the budget admits (a 36-megapixel PNG of 45 KB
 with an empty mask, decoded, then refused), a pixel bomb above the budget (refused by its
 header), a mask bomb, truncated files that claim a large size, a stalled body, stalled
-headers, oversized bodies (the REST API's and Gradio's upload route) and nested JSON. It asserts the status codes, that RSS never rose above idle + the budget,
-that it comes back within RSS_MARGIN of idle after the load and after the faults, and health at
-the end. The figures are printed (pytest -s) and quoted in the README.
+headers, oversized bodies (the REST API's and Gradio's upload route) and nested JSON. It
+asserts the status codes, that RSS never rose above idle + the budget, that it comes back
+within RSS_MARGIN of idle after the load and after the faults, and health at the end. The
+figures are printed (pytest -s) and quoted in the README and docs/app.md.
 """
 
 import base64
