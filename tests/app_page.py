@@ -30,6 +30,25 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
+@contextlib.contextmanager
+def serving(app):
+    """``app`` on a uvicorn server of its own thread, at a free loopback port; yields the port."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -38,6 +38,7 @@ import httpx  # noqa: E402
 
 from hifill_tf.app import memory, page, photos, service as service_module  # noqa: E402
 from hifill_tf.app.server import create_app  # noqa: E402
+from app_page import serving  # noqa: E402 (tests/ is on sys.path: conftest)
 
 
 def _b64(data):
@@ -62,22 +63,10 @@ def service():
 
 @pytest.fixture(scope="module")
 def client(service):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=0,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-        http.port = port
-        yield http
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(service)) as port:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            http.port = port
+            yield http
 
 
 def _test_client(service, budget=None, **options):

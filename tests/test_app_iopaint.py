@@ -19,8 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 
 import numpy as np
@@ -70,23 +68,12 @@ def web_app(request):
 
 @pytest.fixture(scope="module")
 def server_url(web_app):
-    import uvicorn
-
     from hifill_tf.app.server import create_app
     from hifill_tf.app.service import Inpainting
 
     service = Inpainting.load()  # the bundled model, shared with test_app.py (one unit)
-    server = uvicorn.Server(uvicorn.Config(create_app(service, ui=False, web_app=web_app),
-                                           host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with app_page.serving(create_app(service, ui=False, web_app=web_app)) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")

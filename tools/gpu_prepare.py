@@ -98,12 +98,27 @@ def pack_photos(source, budget_mib, quality=90, max_side=None, val_side=1024):
 
 
 def copy_state(source):
+    """The state to resume from. A committed state holds no generator (its ``meta.json`` says
+    which step the bundled weights are): ``generator.npz`` is written from the bundled weights,
+    whose keys are the state's, so the repository keeps one copy of them."""
+    import json
+
+    import numpy as np
+
     state = os.path.join(GPU, "state")
     shutil.rmtree(state, ignore_errors=True)
     os.makedirs(state)
     for name in STATE_FILES:
         if os.path.exists(os.path.join(source, name)):
             shutil.copy(os.path.join(source, name), state)
+    if not os.path.exists(os.path.join(state, "generator.npz")):
+        with open(os.path.join(source, "meta.json")) as f:
+            meta = json.load(f)
+        weights = os.path.join(ROOT, "hifill_tf", "weights", "hifill_default.npz")
+        with np.load(weights) as data:
+            arrays = {k: data[k] for k in data.files if not k.startswith("__")}
+        np.savez(os.path.join(state, "generator.npz"), __meta__=np.array(json.dumps(meta)),
+                 **arrays)
     for name in RUN_FILES:
         if os.path.exists(os.path.join(source, name)):
             shutil.copy(os.path.join(source, name), GPU)

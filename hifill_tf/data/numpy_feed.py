@@ -695,15 +695,22 @@ def _fork_context():
     return multiprocessing.get_context("fork")
 
 
-def _check_arguments(size, batch_size, factor_range, seed):
+def check_view_arguments(size, batch_size, factor_range, size_name="size"):
+    """ValueError for a view size, batch size or factor range no feed can make (also
+    ``pipeline.make_dataset``'s check)."""
     if int(size) != size or size < 2 * CELL or size % CELL:
-        raise ValueError(f"size must be a multiple of {CELL}, at least {2 * CELL}; got {size!r}")
+        raise ValueError(f"{size_name} must be a multiple of {CELL}, at least {2 * CELL}; "
+                         f"got {size!r}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     lo, hi = factor_range
     if int(lo) != lo or lo < 1 or (hi is not None and (int(hi) != hi or hi < lo)):
         raise ValueError(f"factor_range must be (lo, hi) integers with 1 <= lo <= hi "
                          f"(hi None: no limit); got {factor_range!r}")
+
+
+def _check_arguments(size, batch_size, factor_range, seed):
+    check_view_arguments(size, batch_size, factor_range)
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     return int(size), int(batch_size)

@@ -40,7 +40,7 @@ import tensorflow as tf
 from hifill_tf import cra
 from hifill_tf.data.files import IMAGE_EXTENSIONS, list_image_files  # noqa: F401 (re-exported)
 from hifill_tf.data.masks import MaskGenerator
-from hifill_tf.data.numpy_feed import GREY_PROBABILITY
+from hifill_tf.data.numpy_feed import GREY_PROBABILITY, check_view_arguments
 
 MODES = ("crop", "resize")
 
@@ -289,15 +289,7 @@ def make_dataset(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    if int(image_size) != image_size or image_size < 2 * cra.CELL or image_size % cra.CELL:
-        raise ValueError(f"image_size must be a multiple of {cra.CELL}, at least {2 * cra.CELL}; "
-                         f"got {image_size!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    lo, hi = factor_range
-    if int(lo) != lo or lo < 1 or (hi is not None and (int(hi) != hi or hi < lo)):
-        raise ValueError(f"factor_range must be (lo, hi) integers with 1 <= lo <= hi "
-                         f"(hi None: no limit); got {factor_range!r}")
+    check_view_arguments(image_size, batch_size, factor_range, size_name="image_size")
     if mask_generator is not None and mask_kwargs:
         raise ValueError("give either mask_generator or mask_kwargs, not both")
     size = int(image_size)

@@ -88,8 +88,8 @@ def save_state(directory, generator, critic, g_optimizer, d_optimizer=None, meta
     return directory
 
 
-def _check(path, saved, ours):
-    """StateError unless ``saved`` {name: shape} equals ``ours`` {name: shape}."""
+def check_matching(path, saved, ours, error=None):
+    """``error`` (default StateError) unless ``saved`` {name: shape} equals ``ours`` {name: shape}."""
     problems = []
     for label, names in (("missing", sorted(ours.keys() - saved.keys())),
                          ("unexpected", sorted(saved.keys() - ours.keys()))):
@@ -100,15 +100,15 @@ def _check(path, saved, ours):
         problems.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} {saved[shapes[0]]} "
                         f"(model: {ours[shapes[0]]})")
     if problems:
-        raise StateError(f"{path}: does not match this model's variables by name: "
-                         + "; ".join(problems))
+        raise (error or StateError)(f"{path}: does not match this model's layers by name: "
+                                    + "; ".join(problems))
 
 
 def _load_weights(path, model):
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files if not k.startswith("__")}
         meta = json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
-    _check(path, {k: tuple(v.shape) for k, v in arrays.items()},
+    check_matching(path, {k: tuple(v.shape) for k, v in arrays.items()},
            {variable_key(v): tuple(v.shape) for v in model.weights})
     for variable in model.weights:
         variable.assign(arrays[variable_key(variable)].astype(np.float32))
@@ -137,7 +137,7 @@ def load_state(directory, generator, critic, g_optimizer, d_optimizer=None):
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files if not k.startswith("__")}
             iterations = int(data[ITERATIONS_KEY])
-        _check(path, {k: tuple(v.shape) for k, v in arrays.items()},
+        check_matching(path, {k: tuple(v.shape) for k, v in arrays.items()},
                {k: tuple(v.shape) for k, v in moments.items()})
         for key, variable in moments.items():
             variable.assign(arrays[key].view(ml_dtypes.bfloat16).astype(np.float32))

@@ -106,18 +106,7 @@ def check_names(path, node, model):
              for name, shape in tf.train.list_variables(path)
              if name.startswith(prefix) and name.endswith(suffix)}
     ours = {_variable_key(v): tuple(v.shape) for v in model.weights}
-    problems = []
-    for label, names in (("missing", sorted(ours.keys() - saved.keys())),
-                         ("unexpected", sorted(saved.keys() - ours.keys()))):
-        if names:
-            problems.append(f"{len(names)} {label}, e.g. {names[0]}")
-    shapes = sorted(k for k in ours.keys() & saved.keys() if ours[k] != saved[k])
-    if shapes:
-        problems.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} "
-                        f"{saved[shapes[0]]} (model: {ours[shapes[0]]})")
-    if problems:
-        raise TrainingError(f"checkpoint {path}: its {node} does not match this model's layers "
-                            f"by name: " + "; ".join(problems))
+    state.check_matching(f"checkpoint {path}: its {node}", saved, ours, TrainingError)
 
 
 def restore_checkpoint(gan, path, checkpoint=None):
