@@ -5,7 +5,7 @@ The public names load TensorFlow, so they are imported on first use (PEP 562, as
 starts without it.
 """
 
-from hifill_tf import lazy_names
+from hifill_tf.lazy import lazy_names
 
 _LAZY = {"MaskGenerator": "hifill_tf.data.masks", "sample_mask": "hifill_tf.data.masks",
          "DatasetInfo": "hifill_tf.data.pipeline", "list_image_files": "hifill_tf.data.files",
