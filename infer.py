@@ -22,10 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags  # noqa: E402
 
-from hifill_tf import io  # noqa: E402
-from hifill_tf.cli_util import (  # noqa: E402
-    ModelError, Progress, batch_summary, failure_message, find_model, format_seconds,
-    load_inpainter, read_example, skip_unused_imports)
+from hifill_tf import flags as shared_flags, io  # noqa: E402
+from hifill_tf.batch import batch_summary, failure_message, hole_coverage, read_example  # noqa: E402
+from hifill_tf.console import Progress, format_seconds  # noqa: E402
+from hifill_tf.imports import skip_unused_imports  # noqa: E402
+from hifill_tf.loading import ModelError, find_model, load_inpainter  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -43,30 +44,16 @@ flags.DEFINE_string("side_by_side", None, "Also write a picture of input + hole 
                     "output, with 1:1 crops of the hole, to this path (one photo).")
 flags.DEFINE_string("side_by_side_dir", None, "With --input_dir: write such pictures to this "
                     "folder as <stem>.jpg.")
-flags.DEFINE_string("weights", None, "Generator weights (.npz, hifill_tf.weights.save_generator_weights). "
-                    "Default: the bundled weights.")
-flags.DEFINE_string("saved_model", None, "Instead of --weights: a SavedModel directory written "
-                    "by export.py.")
-flags.DEFINE_bool("mask_from_alpha", False, "Fill the photo's transparent pixels (alpha < 128) "
-                  "instead of reading a mask file.")
-flags.DEFINE_integer("dilate", 0, "Grow the hole by this many pixels (a disk) before filling: "
-                     "covers the soft edges and shadows a hand-drawn mask misses.", lower_bound=0)
-flags.DEFINE_bool("resize_mask", False, "Resize (nearest neighbour) a mask whose size differs "
-                  "from the photo's, instead of failing.")
+shared_flags.define_model("saved_model")
+shared_flags.define_mask_reading()
 flags.DEFINE_bool("overwrite", False, "Replace existing output files (inputs are never "
                   "overwritten).")
 flags.DEFINE_bool("skip_existing", False, "With --input_dir: leave photos whose output exists "
                   "alone (to resume an interrupted batch).")
-flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input: the photo is "
-                     "averaged down by an integer factor to fit it, and CRA restores the full "
-                     "resolution. Default: the budget stored with the weights (bundled model: 65536 = "
-                     "256x256, the size it was trained for), else 262144 (512x512). Fixed at export "
-                     "for --saved_model.", lower_bound=256)
-flags.DEFINE_integer("feather", 0, "Blend a soft seam this many pixels wide around the hole "
-                     "(0 = hard paste: everything outside the hole stays bit-identical). Not "
-                     "available with --saved_model.", lower_bound=0)
-flags.DEFINE_integer("quality", 95, "JPEG / WebP quality of the outputs.", lower_bound=1,
-                     upper_bound=100)
+shared_flags.define_max_pixels()
+shared_flags.define_feather()
+shared_flags.define_quality()
+flags.adopt_module_key_flags(shared_flags)  # --help lists them with this program's own
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -104,8 +91,8 @@ def _check_flags():
         raise _usage(f"{mode} needs --{output_flag}")
     if (FLAGS[mask_flag].value is None) == (not FLAGS.mask_from_alpha):
         raise _usage(f"give one of --{mask_flag} and --mask_from_alpha")
-    if FLAGS.weights and FLAGS.saved_model:
-        raise _usage("give --weights or --saved_model, not both")
+    if shared_flags.check_one_model():
+        raise _usage(shared_flags.check_one_model())
     if FLAGS.overwrite and FLAGS.skip_existing:
         raise _usage("give --overwrite or --skip_existing, not both")
     if batch and io.same_file(FLAGS.input_dir, FLAGS.output_dir):
@@ -168,9 +155,8 @@ def _process(job, get_inpainter):
     rgb, mask, notes = _read(job)
     times["read"] = time.monotonic() - tick
     label = job.mask if job.mask else job.image
-    try:
-        coverage = io.validate_mask(mask, label)
-    except io.EmptyMaskError:
+    coverage = hole_coverage(mask, label)
+    if coverage is None:
         result, status = rgb, "unchanged"
         notes.append(f"mask is empty ({label}), nothing to fill: wrote the photo unchanged")
     else:
@@ -201,10 +187,8 @@ def main(argv):
         raise _usage(f"unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
     skip_unused_imports()  # before TensorFlow loads: a faster start, less memory
-    if FLAGS.saved_model and FLAGS["max_pixels"].present:
-        print("note: --max_pixels is ignored with --saved_model (fixed at export)", file=sys.stderr)
-    if FLAGS.saved_model and FLAGS.feather:
-        print("note: --feather is ignored with --saved_model (hard paste)", file=sys.stderr)
+    for note in shared_flags.saved_model_notes():
+        print(note, file=sys.stderr)
     try:
         find_model(FLAGS.weights, FLAGS.saved_model)
         jobs, failures = _jobs()

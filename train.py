@@ -7,13 +7,14 @@ TensorBoard: tensorboard --logdir runs/hifill/tensorboard
 """
 
 import os
-import runpy
 import sys
 
 # Before anything imports TensorFlow: the CPU runtime settings of training, oneDNN on
-# (hifill_tf/training/cpu.py; TF_ENABLE_ONEDNN_OPTS=0 in the environment turns it off).
-runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "hifill_tf", "training", "cpu.py"))["configure"]()
+# (TF_ENABLE_ONEDNN_OPTS=0 in the environment turns it off). Importing hifill_tf.training
+# loads no TensorFlow: the packages import their heavy parts lazily.
+from hifill_tf.training import cpu  # noqa: E402
+
+cpu.configure()
 
 from absl import app, flags  # noqa: E402
 

@@ -60,8 +60,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import holes  # noqa: E402
-from hifill_tf.cli_util import (  # noqa: E402  (no TensorFlow import)
-    UNUSED_BY_INFERENCE, format_seconds, skip_unused_imports)
+from hifill_tf.console import format_seconds  # noqa: E402  (no TensorFlow import)
+from hifill_tf.imports import UNUSED_BY_INFERENCE, skip_unused_imports  # noqa: E402
 from hifill_tf.io import atomic_file  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -726,7 +726,7 @@ def report_users(records, load_start):
            "each case and method in a fresh subprocess; peak RSS = VmHWM over the timed calls "
            "(reset after the warm-up), the process's TF, model and inputs included",
            "the TensorFlow workers skip Keras's optional imports as infer.py does "
-           f"(cli_util.skip_unused_imports: {', '.join(UNUSED_BY_INFERENCE)}; a base install "
+           f"(hifill_tf.imports.skip_unused_imports: {', '.join(UNUSED_BY_INFERENCE)}; a base install "
            "has only h5py of them); with them, import tensorflow holds about 160 MB more "
            "(817 against 653 MB, measured in session 5)"],
         load_start=load_start)

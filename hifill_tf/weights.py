@@ -32,7 +32,7 @@ def save_generator_weights(generator, path, network_pixels=None):
     generator.build()
     arrays = {_key(v): np.asarray(v.numpy(), np.float16) for v in generator.weights}
     arrays["__config__"] = np.array(json.dumps(generator.get_config()))
-    network_pixels = network_pixels or getattr(generator, "network_pixels", None)
+    network_pixels = network_pixels or generator.network_pixels
     if network_pixels:
         arrays[NETWORK_PIXELS_KEY] = np.array(int(network_pixels), np.int64)
     with atomic_file(path) as f:
@@ -67,19 +67,25 @@ def generator_config(path):
         return json.loads(str(data["__config__"]))
 
 
+def stored_network_pixels(path):
+    """The network budget stored with the weights, or None."""
+    with np.load(path) as data:
+        return int(data[NETWORK_PIXELS_KEY]) if NETWORK_PIXELS_KEY in data.files else None
+
+
 def load_generator(path=None):
-    """A Generator with weights from ``path`` (default: the bundled weights)."""
+    """A Generator with weights from ``path`` (default: the bundled weights).
+
+    The format's reader; front ends load any model source through ``hifill_tf.loading``.
+    """
     from hifill_tf.models.generator import Generator
 
     path = path or DEFAULT_WEIGHTS
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: weights file not found")
+        raise FileNotFoundError(f"{path}: no such weights file")
     config = generator_config(path)
     arguments = ("coarse_gate", "refine_gate", "softmax_scale", "attention_patch_size",
                  "transfer_patch_multiple")
-    generator = Generator(**{k: v for k, v in config.items() if k in arguments})
-    load_generator_weights(generator, path)
-    with np.load(path) as data:
-        if NETWORK_PIXELS_KEY in data:
-            generator.network_pixels = int(data[NETWORK_PIXELS_KEY])
-    return generator
+    generator = Generator(**{k: v for k, v in config.items() if k in arguments},
+                          network_pixels=stored_network_pixels(path))
+    return load_generator_weights(generator, path)

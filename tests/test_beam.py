@@ -293,7 +293,7 @@ def test_model_is_loaded_by_the_first_photo_with_a_hole_once(monkeypatch):
     # A worker whose photos all have empty masks (or a rerun that skips them all) loads nothing.
     from hifill_tf.beam import model_handler
     from hifill_tf.beam.pipeline import Job
-    from hifill_tf.cli_util import ModelError
+    from hifill_tf.loading import ModelError
 
     loads = []
 

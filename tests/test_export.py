@@ -279,15 +279,17 @@ def test_export_script_weights(exported):
 
 @pytest.mark.slow
 def test_export_script_checkpoint(tmp_path):
-    from hifill_tf.training import trainer
+    from hifill_tf import loading
+    from hifill_tf.training import checkpoints, trainer
 
     # A tiny training run: config.json and a checkpoint as train.py writes them.
     model_dir = tmp_path / "run"
     config = dict(trainer.DEFAULTS, image_size=64, batch_size=1)
     gan = trainer.build_gan(config)
-    trainer.checkpoint_for(gan).save(str(model_dir / "checkpoints" / "ckpt"))
+    checkpoints.checkpoint_for(gan).save(str(model_dir / "checkpoints" / "ckpt"))
     (model_dir / "config.json").write_text(json.dumps(config))
-    restored, _ = trainer.load_generator(str(model_dir))
+    restored, source = loading.generator_from(str(model_dir))
+    assert source.kind == "checkpoint" and source.path.endswith("ckpt-1")
     for a, b in zip(restored.weights, gan.generator.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -313,7 +315,7 @@ def test_export_script_errors(tmp_path):
     assert ("exit export.py: give --weights or --checkpoint, not both tensorflow imported: False"
             in both.stdout), both.stdout + both.stderr
     missing = _run(script + ["--weights", str(tmp_path / "nope.npz")])
-    assert "nope.npz: weights file not found tensorflow imported: False" in missing.stdout
+    assert "nope.npz: no such weights file tensorflow imported: False" in missing.stdout
     helped = _run(script[:4] + ["--help"])
     assert "--max_pixels" in helped.stdout + helped.stderr
     assert "exit 1 tensorflow imported: False" in helped.stdout

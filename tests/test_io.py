@@ -120,10 +120,10 @@ def test_read_image_bad_files_name_the_file(tmp_path):
 
 def test_read_image_pixel_limit(tmp_path, monkeypatch):
     path = _gray_png(tmp_path / "big.png", np.zeros((20, 30), np.uint8))
-    monkeypatch.setattr(io, "MAX_PIXELS", 500)
+    monkeypatch.setattr(io.limits, "MAX_PHOTO_PIXELS", 500)
     with pytest.raises(io.InputError, match=r"big\.png: image is 30x20 .*megapixel limit"):
         io.read_image(path)
-    monkeypatch.setattr(io, "MAX_PIXELS", 600)
+    monkeypatch.setattr(io.limits, "MAX_PHOTO_PIXELS", 600)
     assert io.read_image(path)[0].shape == (20, 30, 3)
 
 

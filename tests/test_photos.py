@@ -265,7 +265,7 @@ def test_committed_manifest_is_consistent():
         w, h = (int(v) for v in e["size"].split("x"))
         assert w > 0 and h > 0, e["name"]
         assert e["name"].startswith(manifest["short_names"][e["package"]] + "-"), e["name"]
-        # Training lists files by these extensions (data.pipeline.IMAGE_EXTENSIONS).
+        # Training lists files by these extensions (data.files.TRAINING_EXTENSIONS).
         assert e["name"].lower().endswith((".jpg", ".jpeg", ".png", ".webp")), e["name"]
     assert set(manifest["short_names"]) == set(manifest["packages"])
     assert len(set(manifest["short_names"].values())) == len(manifest["packages"])

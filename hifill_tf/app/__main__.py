@@ -15,19 +15,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from absl import app, flags  # noqa: E402
 
+from hifill_tf import flags as shared_flags  # noqa: E402
 from hifill_tf.app import guard, memory, server, service as service_module  # noqa: E402
 
 flags.DEFINE_string("host", server.DEFAULT_HOST, "Address to listen on. The default serves only "
                     "this machine; 0.0.0.0 serves the network, with no authentication.")
 flags.DEFINE_integer("port", server.DEFAULT_PORT, "Port to listen on.", lower_bound=0,
                      upper_bound=65535)
-flags.DEFINE_string("weights", None, "Generator weights (.npz). Default: the bundled weights.")
-flags.DEFINE_string("saved_model", None, "Instead of --weights: a SavedModel directory "
-                    "written by export.py.")
-flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input (see infer.py "
-                     "--max_pixels). Default: the budget stored with the weights (bundled "
-                     "model: 65536 = 256x256). Fixed at export for --saved_model.",
-                     lower_bound=256)
+shared_flags.define_model("saved_model")
+shared_flags.define_max_pixels()
+flags.adopt_module_key_flags(shared_flags)  # --help lists them with this program's own
 flags.DEFINE_string("memory_budget", None, "Working memory that requests may hold at once, on "
                     "top of the model's, e.g. 6G or 1500M. A request reserves "
                     f"{memory.BYTES_PER_PIXEL} bytes per pixel of its photo (read from the file "
@@ -45,13 +42,14 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from hifill_tf.cli_util import ModelError, format_seconds
+    from hifill_tf.console import format_seconds
+    from hifill_tf.loading import ModelError
 
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
-    if FLAGS.weights and FLAGS.saved_model:
-        print("error: give --weights or --saved_model, not both", file=sys.stderr)
+    if shared_flags.check_one_model():
+        print(f"error: {shared_flags.check_one_model()}", file=sys.stderr)
         return 2
     if FLAGS.web_app and not os.path.isfile(os.path.join(FLAGS.web_app, "index.html")):
         print(f"error: --web_app: {FLAGS.web_app}: no index.html; give the folder of a built "

@@ -67,11 +67,12 @@ def probe(data, name) -> Header:
     """The header of an image file (bytes or a path), without decoding its pixels.
 
     Raises io.InputError naming `name` for a file that is not an image or is above
-    io.MAX_PIXELS.
+    io.limits.MAX_PHOTO_PIXELS.
     """
+    limit = io.limits.MAX_PHOTO_PIXELS  # at call time, so that raising it counts
     # Pillow's own bomb check stops at a lower size with its own message; ours is below.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < io.MAX_PIXELS:
-        Image.MAX_IMAGE_PIXELS = io.MAX_PIXELS
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
     try:
         with Image.open(_source(data)) as image:
             width, height = image.size
@@ -90,10 +91,10 @@ def probe(data, name) -> Header:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
         raise io.InputError(f"{name}: not an image file, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
-        width = height = io.MAX_PIXELS  # above the limit: refused below
-    if width * height > io.MAX_PIXELS:
-        raise io.InputError(f"{name}: image is above the {io.MAX_PIXELS / 1e6:.0f}-megapixel "
-                            "limit (hifill_tf.io.MAX_PIXELS)")
+        width = height = limit  # above the limit: refused below
+    if width * height > limit:
+        raise io.InputError(f"{name}: image is above the {limit / 1e6:.0f}-megapixel "
+                            "limit (hifill_tf.io.limits.MAX_PHOTO_PIXELS)")
     return Header(width, height, fmt, metadata)
 
 

@@ -21,7 +21,7 @@ class Inpainting:
     """The server's model, shared by the page and the REST API.
 
     Args:
-        inpainter: a `hifill_tf.cli_util` inpainter (``inpainter(image, mask, name)``).
+        inpainter: a `hifill_tf.loading` inpainter (``inpainter(image, mask, name)``).
         name: how the page names the model (default: the inpainter's description).
         budget: a `memory.MemoryBudget` (default: `memory.default_budget()` bytes).
     Calls are serialised; `busy` tells whether one is running.
@@ -43,8 +43,8 @@ class Inpainting:
 
     @classmethod
     def load(cls, weights=None, saved_model=None, max_pixels=None, budget=None):
-        """Loads the model (see `cli_util.load_inpainter`) and traces its graph."""
-        from hifill_tf.cli_util import find_model, load_inpainter
+        """Loads the model (see `loading.load_inpainter`) and traces its graph."""
+        from hifill_tf.loading import find_model, load_inpainter
 
         path = os.path.basename(os.path.normpath(find_model(weights, saved_model)))
         name = (f"SavedModel {path}" if saved_model else f"weights {path}" if weights
@@ -80,7 +80,7 @@ class Inpainting:
         return self.budget.total // memory.BYTES_PER_PIXEL
 
     def health(self):
-        from hifill_tf import __version__
+        from importlib.metadata import version
 
         return {
             "status": "ok",
@@ -93,5 +93,5 @@ class Inpainting:
             "max_body": self.max_body,
             "largest_photo_pixels": self.largest_photo(),
             "rss": memory.rss_bytes(),
-            "hifill_tf": __version__,
+            "hifill_tf": version("hifill_tf"),
         }

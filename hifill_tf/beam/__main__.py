@@ -20,8 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import app, flags  # noqa: E402
 
-from hifill_tf import io  # noqa: E402
-from hifill_tf.cli_util import ModelError, batch_summary, find_model  # noqa: E402
+from hifill_tf import flags as shared_flags, io  # noqa: E402
+from hifill_tf.batch import batch_summary  # noqa: E402
+from hifill_tf.loading import ModelError, find_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -30,26 +31,16 @@ flags.DEFINE_string("input_pattern", None, "Photos to fill: a glob on any Beam f
                     "extension and hidden files are left out.")
 flags.DEFINE_string("mask_dir", None, "Masks of the photos, matched by file stem as in infer.py: "
                     "photo.jpg takes photo.*, photo_mask.* or photo-mask.*. May hold the photos.")
-flags.DEFINE_bool("mask_from_alpha", False, "Fill the photo's transparent pixels (alpha < 128) "
-                  "instead of reading a mask file.")
 flags.DEFINE_string("output_dir", None, "Where the filled photos go, under their path below the "
                     "folder of --input_pattern; also gets _failures.jsonl.")
-flags.DEFINE_string("weights", None, "Generator weights (.npz). Default: the bundled weights.")
-flags.DEFINE_string("saved_model", None, "Instead of --weights: a SavedModel directory written "
-                    "by export.py.")
-flags.DEFINE_integer("dilate", 0, "Grow the hole by this many pixels (a disk) before filling.",
-                     lower_bound=0)
-flags.DEFINE_bool("resize_mask", False, "Resize (nearest neighbour) a mask whose size differs "
-                  "from the photo's, instead of failing.")
+shared_flags.define_model("saved_model")
+shared_flags.define_mask_reading()
 flags.DEFINE_bool("skip_existing", False, "Leave photos whose output exists alone (to resume an "
                   "interrupted run).")
-flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input (see infer.py). "
-                     "Default: the budget stored with the weights. Fixed at export for "
-                     "--saved_model.", lower_bound=256)
-flags.DEFINE_integer("feather", 0, "Blend a soft seam this many pixels wide around the hole "
-                     "(0 = hard paste). Not available with --saved_model.", lower_bound=0)
-flags.DEFINE_integer("quality", 95, "JPEG / WebP quality of the outputs.", lower_bound=1,
-                     upper_bound=100)
+shared_flags.define_max_pixels()
+shared_flags.define_feather()
+shared_flags.define_quality()
+flags.adopt_module_key_flags(shared_flags)  # --help lists them with this program's own
 flags.DEFINE_integer("model_copies", 0, "0: one model per worker process, shared by its threads. "
                      "N: N copies per machine, shared by all its worker processes (for an "
                      "accelerator or a model too large for one copy per core).", lower_bound=0)
@@ -74,8 +65,8 @@ def _check_flags():
             raise _usage(f"--{name} is required")
     if (FLAGS.mask_dir is None) == (not FLAGS.mask_from_alpha):
         raise _usage("give one of --mask_dir and --mask_from_alpha")
-    if FLAGS.weights and FLAGS.saved_model:
-        raise _usage("give --weights or --saved_model, not both")
+    if shared_flags.check_one_model():
+        raise _usage(shared_flags.check_one_model())
 
 
 def _settings():
@@ -107,10 +98,8 @@ def _check_inputs(settings):
 
 def main(argv):
     _check_flags()
-    if FLAGS.saved_model and FLAGS["max_pixels"].present:
-        print("note: --max_pixels is ignored with --saved_model (fixed at export)", file=sys.stderr)
-    if FLAGS.saved_model and FLAGS.feather:
-        print("note: --feather is ignored with --saved_model (hard paste)", file=sys.stderr)
+    for note in shared_flags.saved_model_notes():
+        print(note, file=sys.stderr)
 
     import logging
 

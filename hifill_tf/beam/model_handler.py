@@ -9,7 +9,8 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from hifill_tf.cli_util import ModelError, failure_message, load_inpainter
+from hifill_tf.batch import failure_message
+from hifill_tf.loading import ModelError, load_inpainter
 
 
 class Inference(NamedTuple):
@@ -40,7 +41,7 @@ class _LoadedOnFirstCall:
 class HiFillModelHandler(ModelHandler):
     """Examples are (job, image uint8 [H, W, 3], mask uint8 [H, W]) with any H, W per photo.
 
-    `load_model` gives the inpainter of `cli_util.load_inpainter` (the bundled weights,
+    `load_model` gives the inpainter of `loading.load_inpainter` (the bundled weights,
     `weights` .npz or a `saved_model` directory), once per worker process: RunInference shares
     it between the process's threads (the graph is traced once for all sizes). It is loaded
     when the worker's first photo with a hole arrives: a worker with nothing to fill (a rerun

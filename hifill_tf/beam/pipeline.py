@@ -4,7 +4,7 @@
           -> pair with masks (io.match_masks, by file stem; a photo that is another photo's mask
              is not a photo, as in infer.py with --mask_dir = --input_dir)
           -> output path (relative to the pattern's folder), --skip_existing
-          -> read + decode (cli_util.read_example: EXIF, RGBA, 16-bit, --dilate)
+          -> read + decode (batch.read_example: EXIF, RGBA, 16-bit, --dilate)
           -> RunInference(HiFillModelHandler)
           -> encode (io.encode_image, as infer.py) and write atomically (files.write_atomic)
     every photo ends as one Outcome: done, unchanged (empty mask), skipped or failed; failures
@@ -32,11 +32,10 @@ from apache_beam.ml.inference.base import RunInference
 from hifill_tf import io
 from hifill_tf.beam import files
 from hifill_tf.beam.model_handler import HiFillModelHandler
-from hifill_tf.cli_util import failure_message, read_example
+from hifill_tf.batch import STATUSES, failure_message, hole_coverage, read_example
 
 NAMESPACE = "hifill"
 FAILURES_FILE = "_failures.jsonl"
-STATUSES = ("done", "unchanged", "skipped", "failed")
 _PAIR_BATCH = 1000  # photos per io.match_masks call (one listing of --mask_dir each)
 
 
@@ -222,10 +221,7 @@ class _Read(beam.DoFn):
                     image, mask, _ = read_example(photo, mask_file, from_alpha=s.mask_from_alpha,
                                                   resize_mask=s.resize_mask, dilate=s.dilate)
                     label = job.mask if job.mask else job.photo
-                    try:
-                        io.validate_mask(mask, label)
-                    except io.EmptyMaskError:
-                        pass  # written unchanged, as infer.py does
+                    hole_coverage(mask, label)  # None (empty): written unchanged, as infer.py does
                 except io.InputError as e:
                     message = str(e)
                     for local, original in ((photo, job.photo), (mask_file, job.mask)):

@@ -5,7 +5,9 @@ No TensorFlow: the JAX trainer and its feed list photos on a machine without it.
 
 import os
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# Fewer than the photos inference reads (``io.IMAGE_EXTENSIONS`` adds TIFF and BMP): the TF
+# pipeline decodes with ``tf.io.decode_image``, which reads no TIFF.
+TRAINING_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def list_image_files(directory):
@@ -16,10 +18,10 @@ def list_image_files(directory):
         os.path.join(root, name)
         for root, _, names in os.walk(directory, followlinks=True)
         for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
+        if name.lower().endswith(TRAINING_EXTENSIONS)
     )
     if not paths:
         raise ValueError(
-            f"image directory {directory!r} holds no images with extensions {IMAGE_EXTENSIONS}"
+            f"image directory {directory!r} holds no images with extensions {TRAINING_EXTENSIONS}"
         )
     return paths

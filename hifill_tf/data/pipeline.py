@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import tensorflow as tf
 
 from hifill_tf import cra
-from hifill_tf.data.files import IMAGE_EXTENSIONS, list_image_files  # noqa: F401 (re-exported)
+from hifill_tf.data.files import list_image_files
 from hifill_tf.data.masks import MaskGenerator
 from hifill_tf.data.numpy_feed import GREY_PROBABILITY, check_view_arguments
 

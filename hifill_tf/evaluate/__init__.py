@@ -57,7 +57,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from hifill_tf.cli_util import format_seconds
+from hifill_tf.console import format_seconds
 from hifill_tf.evaluate.baselines import (
     METHODS,
     _import_cv2,
@@ -232,6 +232,56 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
     """
     from hifill_tf.data.masks import sample_mask
 
+    sizes, methods, holes = _checked(sizes, methods, min_area, max_area, resample, holes,
+                                     pictures)
+    if generator is None and {"hifill", "bicubic"} & set(methods):
+        from hifill_tf.api import default_generator
+
+        generator = default_generator()
+    photos = list(photos)
+    if not photos:
+        raise InputError("no photos to evaluate")
+    if warm_up:
+        _warm_up(methods, generator, max_pixels)
+
+    def run(method, image, mask):
+        return run_method(method, image, mask, generator, max_pixels)
+
+    records = {(size_label(s), m): [] for s in sizes for m in methods}
+    total, done, start = len(photos) * len(sizes) * holes, 0, time.monotonic()
+    for index, photo in enumerate(photos):
+        name, original = _load(photo, index)
+        for size in sizes:
+            truth = _sized(name, original, size, resample)
+            for hole_index in range(holes):
+                mask = sample_mask(*truth.shape[:2], seed + index * holes + hole_index,
+                                   kind=mask_kind, min_area=min_area, max_area=max_area)
+                scored = _score_hole(truth, mask, methods, run, with_ms_ssim, name, hole_index)
+                for method, _, metrics in scored:
+                    records[(size_label(size), method)].append(metrics)
+                outputs = [(method, output) for method, output, _ in scored]
+                times = [f"{method} {metrics['seconds']:.2f}s" for method, _, metrics in scored]
+                if pictures is not None and hole_index == 0:
+                    stem = os.path.splitext(name)[0]
+                    write_image_atomic(os.path.join(pictures, f"{stem}-{size_label(size)}.jpg"),
+                                       comparison_picture(truth, mask, outputs), quality=92)
+                done += 1
+                if progress:
+                    elapsed = time.monotonic() - start
+                    progress(f"[{done}/{total}] {_describe(name, truth, original, size)}"
+                             f"{f' hole {hole_index + 1}/{holes}' if holes > 1 else ''}: "
+                             f"{', '.join(times)} | elapsed {format_seconds(elapsed)}, "
+                             f"ETA {format_seconds(elapsed / done * (total - done))}")
+    results = [_summary(label, method, rows) for (label, method), rows in records.items()]
+    if progress:
+        progress(f"evaluated {len(photos)} photos x {holes} holes x {len(sizes)} sizes x "
+                 f"{len(methods)} methods "
+                 f"in {format_seconds(time.monotonic() - start)}")
+    return results
+
+
+def _checked(sizes, methods, min_area, max_area, resample, holes, pictures):
+    """The arguments of `evaluate`, checked before any work: (sizes, methods, holes)."""
     sizes = parse_sizes(sizes) if isinstance(sizes, str) else list(sizes)
     sizes = list({size_label(s): s for s in sizes}.values())  # a size given twice counts once
     methods = parse_methods(methods)
@@ -241,68 +291,46 @@ def evaluate(photos, sizes=((512, 512),), methods=METHODS, generator=None, seed=
         raise ValueError(f"resample must be one of {', '.join(RESAMPLING)}; got {resample!r}")
     if "telea" in methods:
         _import_cv2()  # fail before any work, not after the first model run
-    if generator is None and {"hifill", "bicubic"} & set(methods):
-        from hifill_tf.api import default_generator
-
-        generator = default_generator()
-    photos = list(photos)
-    if not photos:
-        raise InputError("no photos to evaluate")
     if int(holes) < 1:
         raise ValueError(f"holes must be at least 1; got {holes!r}")
-    holes = int(holes)
     if pictures is not None and not os.path.isdir(pictures):
         raise InputError(f"{pictures}: pictures folder does not exist")
-    if warm_up:
-        _warm_up(methods, generator, max_pixels)
+    return sizes, methods, int(holes)
 
-    records = {(size_label(s), m): [] for s in sizes for m in methods}
-    total, done, start = len(photos) * len(sizes) * holes, 0, time.monotonic()
-    for index, photo in enumerate(photos):
-        name, original = _load(photo, index)
-        for size in sizes:
-            truth = resize(original, size, resample)
-            height, width = truth.shape[:2]
-            scale = max(width / original.shape[1], height / original.shape[0])
-            if min(height, width) < MIN_SIDE:
-                raise InputError(f"{name}: {width}x{height} is too small; both sides must be at "
-                                 f"least {MIN_SIDE} pixels")
-            for hole_index in range(holes):
-                mask = sample_mask(height, width, seed + index * holes + hole_index,
-                                   kind=mask_kind, min_area=min_area, max_area=max_area)
-                hole = mask != 0
-                blanked = np.where(hole[..., None], np.uint8(0), truth)
-                times, outputs = [], []
-                for method in methods:
-                    tic = time.perf_counter()
-                    output = run_method(method, blanked, mask, generator, max_pixels)
-                    seconds = time.perf_counter() - tic
-                    metrics = image_metrics(output, truth, mask, with_ms_ssim)
-                    metrics.update(name=name, width=width, height=height, seconds=seconds,
-                                   hole_fraction=float(hole.mean()), hole_index=hole_index)
-                    records[(size_label(size), method)].append(metrics)
-                    times.append(f"{method} {seconds:.2f}s")
-                    outputs.append((method, output))
-                if pictures is not None and hole_index == 0:
-                    stem = os.path.splitext(name)[0]
-                    write_image_atomic(os.path.join(pictures, f"{stem}-{size_label(size)}.jpg"),
-                                       comparison_picture(truth, mask, outputs), quality=92)
-                done += 1
-                elapsed = time.monotonic() - start
-                if progress:
-                    upscaled = (f", up-scaled x{scale:.1f}: little true detail"
-                                if scale > 1.01 else "")
-                    which = f" hole {hole_index + 1}/{holes}" if holes > 1 else ""
-                    progress(f"[{done}/{total}] {name} {width}x{height} ({size_label(size)}"
-                             f"{upscaled}){which}: {', '.join(times)} | elapsed "
-                             f"{format_seconds(elapsed)}, "
-                             f"ETA {format_seconds(elapsed / done * (total - done))}")
-    results = [_summary(label, method, rows) for (label, method), rows in records.items()]
-    if progress:
-        progress(f"evaluated {len(photos)} photos x {holes} holes x {len(sizes)} sizes x "
-                 f"{len(methods)} methods "
-                 f"in {format_seconds(time.monotonic() - start)}")
-    return results
+
+def _sized(name, original, size, resample):
+    """The photo at ``size``, the ground truth its holes are scored against."""
+    truth = resize(original, size, resample)
+    height, width = truth.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"{name}: {width}x{height} is too small; both sides must be at "
+                         f"least {MIN_SIDE} pixels")
+    return truth
+
+
+def _score_hole(truth, mask, methods, run, with_ms_ssim, name, hole_index):
+    """Runs every method on one hole of ``truth``: [(method, output, metrics)]."""
+    hole = mask != 0
+    blanked = np.where(hole[..., None], np.uint8(0), truth)
+    height, width = truth.shape[:2]
+    scored = []
+    for method in methods:
+        tic = time.perf_counter()
+        output = run(method, blanked, mask)
+        seconds = time.perf_counter() - tic
+        metrics = image_metrics(output, truth, mask, with_ms_ssim)
+        metrics.update(name=name, width=width, height=height, seconds=seconds,
+                       hole_fraction=float(hole.mean()), hole_index=hole_index)
+        scored.append((method, output, metrics))
+    return scored
+
+
+def _describe(name, truth, original, size):
+    """'photo.jpg 512x512 (512x512, up-scaled x1.3: little true detail)'."""
+    height, width = truth.shape[:2]
+    scale = max(width / original.shape[1], height / original.shape[0])
+    upscaled = f", up-scaled x{scale:.1f}: little true detail" if scale > 1.01 else ""
+    return f"{name} {width}x{height} ({size_label(size)}{upscaled})"
 
 
 def _summary(label, method, rows):

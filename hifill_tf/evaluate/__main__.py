@@ -28,19 +28,21 @@ def _define_flags():
     # flags of another front end (train.py has --seed, --min_area, ...).
     from absl import flags
 
+    from hifill_tf import flags as shared_flags
+
     flags.DEFINE_string("data_dir", None, "Folder of photos to evaluate on (jpg, png, webp, tif, bmp; not recursive).")
     flags.DEFINE_list("images", None, "Instead of --data_dir: comma-separated photo files.")
     flags.DEFINE_integer("max_images", 0, "Use only the first N photos (sorted by name); 0 = all.")
     flags.DEFINE_list("sizes", ["512x512", "2048x1280", "native"], "Sizes WIDTHxHEIGHT to resize every photo to, or 'native' (as is).")
     flags.DEFINE_list("methods", list(METHODS), "Methods to compare: hifill (model + CRA), bicubic (model output up-sampled bicubically, §4.4), telea (OpenCV).")
-    flags.DEFINE_string("weights", None, "Generator weights .npz (hifill_tf.weights); default: the bundled weights.")
-    flags.DEFINE_string("checkpoint", None, "Instead of --weights: a training --model_dir; its latest checkpoint is used.")
+    shared_flags.define_model("checkpoint")
     flags.DEFINE_integer("seed", 0, "Mask seed: photo k gets the hole of seed + k, the same for every method and size.")
     flags.DEFINE_float("min_area", 0.10, "Smallest hole, as a fraction of the image.")
     flags.DEFINE_float("max_area", 0.25, "Largest hole, as a fraction of the image (paper: up to 25%).")
     flags.DEFINE_enum("mask_kind", "mixed", ["free_form", "object", "mixed", "either"], "Hole shapes (hifill_tf.data.masks): strokes, object silhouettes, both, or one of them.")
     flags.DEFINE_enum("resample", "lanczos", list(RESAMPLING), "Filter for resizing photos to --sizes: lanczos, or area (box) averaging.")
-    flags.DEFINE_integer("max_pixels", None, "Pixel budget of the network input under CRA; default: the one stored with the weights (bundled model: 65536 = 256x256), else 262144 (512x512, the paper's).")
+    shared_flags.define_max_pixels(saved_model=False)
+    flags.adopt_module_key_flags(shared_flags)  # --help lists them with this program's own
     flags.DEFINE_bool("ms_ssim", True, "Compute MS-SSIM (--noms_ssim skips it: the slowest metric on large photos).")
     flags.DEFINE_string("output", None, "Also write the Markdown table to this file (atomically).")
     flags.DEFINE_string("json", None, "Also write all results, per image included, as JSON to this file.")
@@ -65,6 +67,8 @@ def _check_writable(path):
 def main(argv):
     from absl import flags
 
+    from hifill_tf import flags as shared_flags, loading
+
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         sys.exit(f"evaluate: unexpected arguments {argv[1:]}")
@@ -75,23 +79,12 @@ def main(argv):
         for path in (FLAGS.output, FLAGS.json):
             if path:
                 _check_writable(path)
-        if FLAGS.weights and FLAGS.checkpoint:
-            raise InputError("give at most one of --weights and --checkpoint")
+        if shared_flags.check_one_model():
+            raise InputError(shared_flags.check_one_model())
         generator, model = None, None
         if {"hifill", "bicubic"} & set(methods):
-            if FLAGS.checkpoint:
-                from hifill_tf.training.trainer import load_generator
-
-                generator, model = load_generator(FLAGS.checkpoint)
-            else:
-                from hifill_tf.weights import DEFAULT_WEIGHTS, load_generator
-
-                model = FLAGS.weights or DEFAULT_WEIGHTS
-                try:
-                    generator = load_generator(model)
-                except FileNotFoundError:
-                    hint = "" if FLAGS.weights else " (no bundled weights: pass --weights or --checkpoint)"
-                    raise InputError(f"{model}: weights file not found{hint}") from None
+            generator, source = loading.generator_from(FLAGS.weights or FLAGS.checkpoint)
+            model = source.path
         if "telea" in methods:
             _import_cv2()
         results = evaluate(paths, sizes, methods, generator, seed=FLAGS.seed,
@@ -100,7 +93,7 @@ def main(argv):
                            resample=FLAGS.resample, with_ms_ssim=FLAGS.ms_ssim,
                            progress=lambda line: print(line, file=sys.stderr, flush=True),
                            holes=FLAGS.holes, pictures=FLAGS.pictures)
-    except (InputError, ImportError, ValueError, FileNotFoundError) as error:
+    except (InputError, loading.ModelError, ImportError, ValueError, FileNotFoundError) as error:
         sys.exit(f"evaluate: {error}")
 
     config = {"model": model, "photos": len(paths), "sizes": [size_label(s) for s in sizes],

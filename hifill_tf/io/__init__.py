@@ -10,8 +10,8 @@ Every bad-input error is an `InputError` whose message starts with the file it i
 Every name is importable from here (``from hifill_tf.io import read_image``); the code lives in:
 
 - ``errors``: `InputError`, `EmptyMaskError` (and the message helpers);
-- ``read``: files -> arrays: `read_image` (EXIF, RGBA, CMYK, 16-bit), `read_mask`; the size
-  limit is `MAX_PIXELS`, here in the package;
+- ``read``: files -> arrays: `read_image` (EXIF, RGBA, CMYK, 16-bit), `read_mask`;
+- ``limits``: `MAX_PHOTO_PIXELS`, the largest photo read (a user may raise it);
 - ``masks``: the mask rule (`hole_mask`, `HOLE_THRESHOLD`, `mask_from_alpha`), `mask_coverage`,
   `validate_mask`, `dilate_mask`;
 - ``write``: `FORMATS` / `IMAGE_EXTENSIONS`, `atomic_file` (the one atomic write: images,
@@ -21,14 +21,9 @@ Every name is importable from here (``from hifill_tf.io import read_image``); th
   evaluation), `crop_boxes`.
 """
 
-# Largest photo accepted, in pixels. 16K x 8K is 134 Mpx; 300 Mpx leaves room for panoramas while
-# still stopping a decompression bomb (a 300 Mpx RGB array is 0.9 GB). Read at call time, so a
-# user with the memory can raise it: `hifill_tf.io.MAX_PIXELS = 600_000_000`. Defined here, not
-# in `read`, so that setting it on the package is what counts.
-MAX_PIXELS = 300_000_000
-
-from hifill_tf.io.errors import EmptyMaskError, InputError  # noqa: E402
-from hifill_tf.io.masks import (  # noqa: E402
+from hifill_tf.io import limits
+from hifill_tf.io.errors import EmptyMaskError, InputError
+from hifill_tf.io.masks import (
     HOLE_THRESHOLD,
     dilate_mask,
     hole_mask,
@@ -36,8 +31,8 @@ from hifill_tf.io.masks import (  # noqa: E402
     mask_from_alpha,
     validate_mask,
 )
-from hifill_tf.io.read import read_image, read_mask  # noqa: E402
-from hifill_tf.io.write import (  # noqa: E402
+from hifill_tf.io.read import read_image, read_mask
+from hifill_tf.io.write import (
     FORMATS,
     IMAGE_EXTENSIONS,
     atomic_file,
@@ -45,8 +40,8 @@ from hifill_tf.io.write import (  # noqa: E402
     same_file,
     write_image_atomic,
 )
-from hifill_tf.io.batches import MaskMatches, find_images, match_masks  # noqa: E402
-from hifill_tf.io.pictures import comparison_picture, crop_boxes, side_by_side  # noqa: E402
+from hifill_tf.io.batches import MaskMatches, find_images, match_masks
+from hifill_tf.io.pictures import comparison_picture, crop_boxes, side_by_side
 
 __all__ = [
     "EmptyMaskError",
@@ -54,7 +49,6 @@ __all__ = [
     "HOLE_THRESHOLD",
     "IMAGE_EXTENSIONS",
     "InputError",
-    "MAX_PIXELS",
     "MaskMatches",
     "atomic_file",
     "comparison_picture",
@@ -62,6 +56,7 @@ __all__ = [
     "dilate_mask",
     "encode_image",
     "find_images",
+    "limits",
     "hole_mask",
     "mask_coverage",
     "mask_from_alpha",

@@ -1,7 +1,7 @@
 """Reading photos and masks from files: decoding, EXIF orientation, pixel formats, the size limit.
 
-The size limit is ``hifill_tf.io.MAX_PIXELS``: defined in the package, where users raise it,
-and read from there at call time.
+The size limit is ``hifill_tf.io.limits.MAX_PHOTO_PIXELS``, read at call time so that a user
+may raise it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import hifill_tf.io as _package
+from hifill_tf.io import limits
 from hifill_tf.io.errors import InputError, _err, _size
 from hifill_tf.io.masks import mask_from_alpha
 
@@ -28,7 +28,7 @@ _ORIENTATION_TAG = 0x0112
 def _open(path) -> Image.Image:
     """Opens, bounds-checks, decodes and EXIF-rotates an image file; InputError on any failure."""
     name = os.fspath(path)
-    limit = _package.MAX_PIXELS  # at call time, so that setting hifill_tf.io.MAX_PIXELS counts
+    limit = limits.MAX_PHOTO_PIXELS  # at call time, so that raising it counts
     # Pillow refuses images above 2 * MAX_IMAGE_PIXELS with its own message; lift its limit to
     # ours (never lower it) so that the clear error below is the one users see.
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
@@ -41,7 +41,7 @@ def _open(path) -> Image.Image:
                     path,
                     f"image is {_size(width, height)} ({width * height / 1e6:.0f} megapixels), "
                     f"above the {limit / 1e6:.0f}-megapixel limit "
-                    "(raise hifill_tf.io.MAX_PIXELS if you have the memory)",
+                    "(raise hifill_tf.io.limits.MAX_PHOTO_PIXELS if you have the memory)",
                 )
             image.load()
             return _orient(image, name)
@@ -141,7 +141,7 @@ def read_image(path) -> tuple[np.ndarray, np.ndarray | None]:
     EXIF orientation is applied. RGB, RGBA, LA, L, 1, P (with transparency), CMYK and 16-bit
     files are accepted; 16-bit values are rounded onto 0..255, grayscale repeated over the three
     channels. Alpha comes back separately (see `mask_from_alpha`). Raises InputError for a
-    missing, truncated or non-image file, or one above MAX_PIXELS.
+    missing, truncated or non-image file, or one above limits.MAX_PHOTO_PIXELS.
     """
     channels, alpha = _to_arrays(_open(path), path)
     if channels.shape[-1] == 1:

@@ -108,6 +108,9 @@ class Generator(keras.Model):
         softmax_scale: softmax temperature of the attention (authors' code: 10).
         attention_patch_size: patch side for the cosine similarity (3).
         transfer_patch_multiple: patch side of the transfer in grid cells (1).
+        network_pixels: the network input budget the model was trained for (its
+            training crop's pixels), CRA's default ``max_pixels``; None: the
+            paper's 512x512. Stored with the weights (``hifill_tf.weights``).
 
     Call: ``generator(image, mask)`` with image float32 [B, H, W, 3] in
     [-1, 1] and mask float32 [B, H, W, 1] (1 = hole). Returns a dict with
@@ -121,8 +124,10 @@ class Generator(keras.Model):
     """
 
     def __init__(self, coarse_gate="sc", refine_gate="pw", softmax_scale=10.0,
-                 attention_patch_size=3, transfer_patch_multiple=1, **kwargs):
+                 attention_patch_size=3, transfer_patch_multiple=1, network_pixels=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.network_pixels = network_pixels
         self.coarse_gate = coarse_gate
         self.refine_gate = refine_gate
         self.softmax_scale = softmax_scale
@@ -190,5 +195,6 @@ class Generator(keras.Model):
             softmax_scale=self.softmax_scale,
             attention_patch_size=self.attention_patch_size,
             transfer_patch_multiple=self.transfer_patch_multiple,
+            network_pixels=self.network_pixels,
         )
         return config

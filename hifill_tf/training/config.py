@@ -1,8 +1,19 @@
 """The options of training and their checks, without TensorFlow.
 
 ``train.py`` checks its flags here before it imports TensorFlow (seconds), so a bad
-configuration is one clear error at once; ``trainer.train`` checks the same again.
+configuration is one clear error at once; ``trainer.train`` checks the same again. Also the
+layout of a training folder (``--model_dir``), which both trainers write and
+``hifill_tf.loading`` reads.
 """
+
+import json
+import os
+
+# A training folder: the run's options, TensorFlow checkpoints (the TF trainer) and the compact
+# resumable state by name (``training.state``; both trainers).
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+STATE_DIR = "state"
 
 # Defaults of every option trainer.train() understands; train.py's flags mirror them.
 DEFAULTS = dict(
@@ -37,3 +48,12 @@ def check_config(config):
     if config["image_size"] < 64 or config["image_size"] % 64:
         # The generator needs multiples of 16; the critic's six stride-2 convolutions 64.
         raise TrainingError(f"--image_size must be a positive multiple of 64; got {config['image_size']}")
+
+
+def read_config(model_dir):
+    """The options a training folder was run with, or None."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from hifill_tf.cli_util import format_seconds
+from hifill_tf.console import format_seconds
 from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
@@ -262,7 +262,7 @@ def _restore(config, generator, critic, g_optimizer, d_optimizer, progress):
         if source.endswith(".npz"):
             load_generator_weights(generator, source)
         elif state.has_state(os.path.join(source, STATE_DIR)):
-            state._load_weights(os.path.join(source, STATE_DIR, "generator.npz"), generator)
+            state.load_weights(os.path.join(source, STATE_DIR, "generator.npz"), generator)
         else:
             raise TrainingError(f"--init_generator {source}: not a weights .npz file and no "
                                 f"{STATE_DIR}/ folder in it")

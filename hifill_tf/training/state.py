@@ -104,7 +104,8 @@ def check_matching(path, saved, ours, error=None):
                                     + "; ".join(problems))
 
 
-def _load_weights(path, model):
+def load_weights(path, model):
+    """Load one network's file of a state folder into built ``model`` by name; returns the meta."""
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files if not k.startswith("__")}
         meta = json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
@@ -126,8 +127,8 @@ def load_state(directory, generator, critic, g_optimizer, d_optimizer=None):
     A missing optimizer file (a reconstruction-only run has no ``d_optimizer.npz``; a compact
     state has neither) leaves that optimizer fresh.
     """
-    meta = _load_weights(os.path.join(directory, "generator.npz"), generator)
-    _load_weights(os.path.join(directory, "critic.npz"), critic)
+    meta = load_weights(os.path.join(directory, "generator.npz"), generator)
+    load_weights(os.path.join(directory, "critic.npz"), critic)
     for name, optimizer, model in (("g_optimizer.npz", g_optimizer, generator),
                                    ("d_optimizer.npz", d_optimizer, critic)):
         path = os.path.join(directory, name)

@@ -21,22 +21,21 @@ import time
 import keras
 import tensorflow as tf
 
-from hifill_tf.cli_util import format_seconds
+from hifill_tf.console import format_seconds
 from hifill_tf.data.pipeline import make_dataset
 from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator, paste
 from hifill_tf.training import cpu, state
-from hifill_tf.training.config import DEFAULTS, TrainingError, check_config
+from hifill_tf.training.checkpoints import checkpoint_for, restore_checkpoint
+from hifill_tf.training.config import (
+    CHECKPOINT_DIR, CONFIG_FILE, DEFAULTS, STATE_DIR, TrainingError, check_config, read_config)
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.training.optimizers import FusedAdam
 from hifill_tf.weights import load_generator_weights, save_generator_weights
 
 logger = logging.getLogger("hifill_tf.train")
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-STATE_DIR = "state"  # training.state: by name, compact, read by the JAX trainer too
 
 VALIDATION_LOG = "validation.jsonl"
 BEST_WEIGHTS = "best.npz"
@@ -74,78 +73,9 @@ def build_gan(config):
     return gan
 
 
-def _by_name(model):
-    """A checkpoint node holding ``model``'s variables under their paths.
-
-    Keras 3 models keep layers in Python lists that ``tf.train.Checkpoint``
-    does not follow, and the optimizers list variables by position; naming
-    each variable makes saving and loading match layer names, not order.
-    """
-    return tf.train.Checkpoint(**{_variable_key(v): v for v in model.weights})
-
-
-def _variable_key(variable):
-    # Drop the model's automatic name ("generator", "generator_1", ...).
-    return variable.path.split("/", 1)[1].replace("/", ".")
-
-
-def checkpoint_for(gan):
-    objects = dict(generator=_by_name(gan.generator), discriminator=_by_name(gan.discriminator),
-                   g_optimizer=gan.g_optimizer, seed_state=gan.seed_generator.state)
-    if gan.d_optimizer is not None:
-        objects["d_optimizer"] = gan.d_optimizer
-    return tf.train.Checkpoint(**objects)
-
-
-def check_names(path, node, model):
-    """Raise TrainingError unless checkpoint ``path`` holds exactly ``model``'s variables
-    under ``node`` (by name, with the same shapes)."""
-    prefix, suffix = node + "/", "/.ATTRIBUTES/VARIABLE_VALUE"
-    # Checkpoint keys escape "." as ".." (and "/" as "./") in object names.
-    saved = {name[len(prefix):-len(suffix)].replace("..", "."): tuple(shape)
-             for name, shape in tf.train.list_variables(path)
-             if name.startswith(prefix) and name.endswith(suffix)}
-    ours = {_variable_key(v): tuple(v.shape) for v in model.weights}
-    state.check_matching(f"checkpoint {path}: its {node}", saved, ours, TrainingError)
-
-
-def restore_checkpoint(gan, path, checkpoint=None):
-    """Load both networks (by name), the optimizers and the random state from ``path``."""
-    check_names(path, "generator", gan.generator)
-    check_names(path, "discriminator", gan.discriminator)
-    (checkpoint or checkpoint_for(gan)).restore(path).assert_existing_objects_matched()
-
-
-def read_config(model_dir):
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def _write_json(path, data):
     with atomic_file(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
-
-
-def load_generator(model_dir):
-    """The generator of the latest checkpoint in ``model_dir`` (for export)."""
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_DIR))
-    if latest is None:
-        raise FileNotFoundError(f"{model_dir}: no checkpoint found in {CHECKPOINT_DIR}/")
-    return _restore_generator(read_config(model_dir) or DEFAULTS, latest), latest
-
-
-def _restore_generator(config, path, generator=None):
-    """The generator of checkpoint ``path``, loaded by name (into ``generator`` if given)."""
-    config = {**DEFAULTS, **config}
-    if generator is None:
-        generator = Generator(coarse_gate=config["coarse_gate"], refine_gate=config["refine_gate"])
-    generator.build()
-    check_names(path, "generator", generator)
-    tf.train.Checkpoint(generator=_by_name(generator)).read(path).expect_partial()
-    return generator
 
 
 def _grouped_dataset(config, global_batch, seed):
@@ -388,12 +318,10 @@ def _validate(validator, gan, preview, writer, step, config, best, images_per_st
 
 
 def _init_generator(generator, source):
-    """Initialise from a model_dir (latest checkpoint) or a weights .npz file."""
-    if source.endswith(".npz"):
-        load_generator_weights(generator, source)
-        return "weights file", source
-    latest = tf.train.latest_checkpoint(os.path.join(source, CHECKPOINT_DIR))
-    if latest is None:
-        raise TrainingError(f"--init_generator {source}: no checkpoint in {CHECKPOINT_DIR}/")
-    _restore_generator(read_config(source) or {}, latest, generator)
-    return "checkpoint", latest
+    """Initialise from a weights .npz file or a training folder (``hifill_tf.loading``)."""
+    from hifill_tf import loading
+
+    try:
+        return loading.load_weights_into(generator, source)
+    except loading.ModelError as error:
+        raise TrainingError(f"--init_generator {error}") from error

@@ -1,11 +1,13 @@
-"""hifill_tf.cli_util: the shared duration format, and the imports a front end skips."""
+"""hifill_tf.console (the shared duration format) and hifill_tf.imports (the imports a front
+end skips)."""
 
 import json
 import math
 import subprocess
 import sys
 
-from hifill_tf.cli_util import UNUSED_BY_INFERENCE, format_seconds
+from hifill_tf.console import format_seconds
+from hifill_tf.imports import UNUSED_BY_INFERENCE
 
 
 def test_format_seconds_hand_cases():
@@ -23,7 +25,7 @@ def test_format_seconds_hand_cases():
 def test_skip_unused_imports_makes_them_unimportable():
     # In a child process: the blocking lasts for the process, so it must not touch this one.
     code = ("import json\n"
-            "from hifill_tf.cli_util import UNUSED_BY_INFERENCE, skip_unused_imports\n"
+            "from hifill_tf.imports import UNUSED_BY_INFERENCE, skip_unused_imports\n"
             "skip_unused_imports()\n"
             "failed = []\n"
             "for name in UNUSED_BY_INFERENCE:\n"
