@@ -57,7 +57,7 @@ def main(argv):
 
     if FLAGS.max_pixels is not None:
         try:
-            cra.network_pixels(None, FLAGS.max_pixels)  # the one budget check, before the slow part
+            cra.check_budget(FLAGS.max_pixels)  # the one budget check, before the slow part
         except ValueError as error:
             sys.exit(f"export.py: --{error}")
     try:

@@ -102,7 +102,7 @@ flags.DEFINE_float("max_memory_gb", 16.0, "Skip a baseline whose estimated memor
                    "GiB (or above the memory available now).")
 flags.DEFINE_integer("full_max_pixels", 2048 * 2048, "Largest photo the full-resolution generator "
                      "is tried on (its attention matrices grow with the pixel count squared).")
-flags.DEFINE_integer("max_pixels", 512 * 512, "scaling: CRA network pixel budget (cra.MAX_PIXELS).")
+flags.DEFINE_integer("max_pixels", 512 * 512, "scaling: CRA network pixel budget (the paper's).")
 flags.DEFINE_integer("compare_max_pixels", 7680 * 4320, "scaling: compare CRA and dense outputs up "
                      "to this size (the outputs are saved to disk for it).")
 flags.DEFINE_float("min_hole", 0.10, "scaling: smallest hole fraction of the mask.")
@@ -135,7 +135,6 @@ flags.DEFINE_integer("height", None, "Internal: worker photo height.")
 TARGET_SIZE = "7680x4320"
 SCALING_FROM = "2048x2048"
 GB = common.GB
-CELL_PIXELS = 16  # cra.CELL: network pixels per attention cell (cra is not imported here)
 
 
 def parse_size(text):
@@ -147,6 +146,24 @@ def parse_size(text):
 
 
 # ---------------------------------------------------------------- baselines (TF)
+
+def to_cells(image, grid, size):
+    """[gh*size, gw*size, C] -> [gh*gw, size, size, C], cells row-major."""
+    import tensorflow as tf
+
+    channels = image.shape[-1]
+    x = tf.reshape(image, [grid[0], size, grid[1], size, channels])
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3, 4]), [grid[0] * grid[1], size, size, channels])
+
+
+def from_cells(cells, grid, size):
+    """Inverse of ``to_cells``: [gh*gw, size, size, C] -> [gh*size, gw*size, C]."""
+    import tensorflow as tf
+
+    channels = cells.shape[-1]
+    x = tf.reshape(cells, [grid[0], grid[1], size, size, channels])
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3, 4]), [grid[0] * size, grid[1] * size, channels])
+
 
 def dense_inpaint_function(generator, height, width, max_pixels):
     """The authors' dense formulation, traced for one photo size.
@@ -175,10 +192,10 @@ def dense_inpaint_function(generator, height, width, max_pixels):
         up_low = tf.image.resize(low, big, "bilinear")[0]
         up_inpainted = tf.image.resize(inpainted, big, "bilinear")[0]
         residual = full - up_low
-        patches = tf.reshape(cra.to_cells(residual, grid, size), [grid[0] * grid[1], -1])
+        patches = tf.reshape(to_cells(residual, grid, size), [grid[0] * grid[1], -1])
         # Eq. (4) for every cell: [target, patch] = scores[source, target]^T @ patches.
         aggregated = tf.matmul(scores[0], patches, transpose_a=True)
-        aggregated = cra.from_cells(tf.reshape(aggregated, [-1, size, size, 3]), grid, size)
+        aggregated = from_cells(tf.reshape(aggregated, [-1, size, size, 3]), grid, size)
         result = tf.cast(tf.clip_by_value(tf.round(up_inpainted + aggregated), 0.0, 255.0), tf.uint8)
         return tf.where(hole, result, padded)[:height, :width]
 
@@ -186,7 +203,7 @@ def dense_inpaint_function(generator, height, width, max_pixels):
 
 
 def full_resolution_function(generator):
-    """The generator at full resolution: pad to a multiple of 16, run, paste, crop."""
+    """The generator at full resolution: pad to whole attention cells, run, paste, crop."""
     import tensorflow as tf
 
     from hifill_tf import cra
@@ -194,7 +211,7 @@ def full_resolution_function(generator):
     @tf.function
     def full(image, mask):
         height, width = tf.shape(image)[0], tf.shape(image)[1]
-        pad = [[0, -height % 16], [0, -width % 16], [0, 0]]
+        pad = [[0, -height % cra.CELL], [0, -width % cra.CELL], [0, 0]]
         hole = mask[..., None] > 0
         padded = tf.cast(tf.pad(image, pad, mode="SYMMETRIC"), tf.float32)
         out = cra.run_network(generator, padded[None], tf.pad(hole, pad)[None])[0][0]
@@ -216,7 +233,7 @@ def prepare(width, height, prefix):
     np.save(prefix + "_mask.npy", mask)
     factor, net_h, net_w = (int(v) for v in cra.plan(height, width, FLAGS.max_pixels))
     return dict(photo=source, hole=fraction, factor=factor, net=[net_w, net_h],
-                grid=[net_w // cra.CELL, net_h // cra.CELL])
+                grid=[net_w // cra.CELL, net_h // cra.CELL], cell=cra.CELL)
 
 
 def prepare_users(width, height, prefix):
@@ -282,7 +299,7 @@ def method_call(method, image, mask, result):
         budget = cra.network_pixels(generator, None if method == "hifill" else USERS_BUDGET)
         factor, net_h, net_w = (int(v) for v in cra.plan(height, width, budget))
         result["plan"] = dict(budget=budget, factor=factor, net=[net_w, net_h],
-                              grid=[net_w // cra.CELL, net_h // cra.CELL])
+                              grid=[net_w // cra.CELL, net_h // cra.CELL], cell=cra.CELL)
         call = lambda: api.inpaint(image, mask, generator=generator, max_pixels=budget)  # noqa: E731
         return call, call, FLAGS.repeats
     if method == "release_numpy":
@@ -373,10 +390,13 @@ def estimate_bytes(method, width, height, plan):
         padded = plan["net"][0] * f * plan["net"][1] * f * 3
         return 6 * 4 * padded + 3 * padded  # ~6 float32 full-size images alive at once
     if method == "full":
-        n = ((width + 15) // 16) * ((height + 15) // 16)
+        cell = plan["cell"]  # the orchestrator does not import TensorFlow: the worker's cra.CELL
+        n = -(-width // cell) * -(-height // cell)
         return 6 * 4 * n * n + 400 * width * height  # score-sized matrices + activations
     if method == "release_numpy":
-        grid = 512 // 16
+        import release
+
+        grid = release.NETWORK_SIZE // release.CELL
         padded = (-(-width // grid) * grid) * (-(-height // grid) * grid)
         return 2 * 4 * 3 * padded + 10 * padded  # cells and their product (float32) + uint8 arrays
     return 0
@@ -747,7 +767,7 @@ def report_users(records, load_start):
                 row.append(f"{plan['net'][0]}x{plan['net'][1]}, {g}x{g} cells of "
                            f"{-(-rec['width'] // g)}x{-(-rec['height'] // g)} px")
             else:
-                cell = CELL_PIXELS * plan["factor"]
+                cell = plan["cell"] * plan["factor"]
                 row.append(f"f={plan['factor']}, {plan['net'][0]}x{plan['net'][1]}, "
                            f"{plan['grid'][0]}x{plan['grid'][1]} cells of {cell}x{cell} px")
         rows.append(row)

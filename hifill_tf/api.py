@@ -8,7 +8,7 @@ import tensorflow as tf
 from hifill_tf import cra
 from hifill_tf.io import EmptyMaskError, InputError, hole_mask, validate_mask
 
-MIN_SIDE = 16  # the mirror padding to the 16-pixel grid needs this much image
+MIN_SIDE = cra.CELL  # the mirror padding to the attention cells needs one cell of image
 
 _lock = threading.Lock()
 _default_generator = None

@@ -3,7 +3,7 @@ import pytest
 
 from harness import run_layer_test, to_numpy
 from hifill_tf.layers.contextual_attention import (
-    AttentionComputing, AttentionTransfer, cell_mask, grid_to_patches, patches_to_grid)
+    AttentionComputing, AttentionTransfer, block_any, grid_to_patches, patches_to_grid)
 import reference
 
 
@@ -112,7 +112,7 @@ def test_atm_overlapping_patches_average_contributions(tmp_path):
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-def test_grid_helpers_round_trip_and_cell_mask():
+def test_grid_helpers_round_trip_and_block_any():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 12, 20, 3)).astype(np.float32)
     patches = grid_to_patches(x, (3, 4))
@@ -121,8 +121,13 @@ def test_grid_helpers_round_trip_and_cell_mask():
     np.testing.assert_array_equal(to_numpy(patches_to_grid(patches, (3, 4), (4, 5), 3)), x)
     mask = np.zeros((1, 12, 20, 1), np.float32)
     mask[0, 7, 13] = 1  # one pixel -> its cell (1, 2) is a hole
-    cells = to_numpy(cell_mask(mask, (3, 4)))[0, ..., 0]
-    assert cells.sum() == 1 and cells[1, 2] == 1
+    cells = to_numpy(block_any(mask, 4, 5))[0, ..., 0]
+    assert cells.dtype == bool and cells.shape == (3, 4) and cells.sum() == 1 and cells[1, 2]
+    # Any rank of leading axes, unequal sides, bool or numbers: the NumPy any over each block.
+    holes = np.random.default_rng(6).uniform(size=(12, 20, 2)) > 0.97
+    expected = holes.reshape(4, 3, 4, 5, 2).any(axis=(1, 3))
+    np.testing.assert_array_equal(to_numpy(block_any(holes, 3, 5)), expected)
+    np.testing.assert_array_equal(to_numpy(block_any(holes.astype(np.float32), 3, 5)), expected)
 
 
 def test_bad_arguments():

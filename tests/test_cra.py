@@ -4,6 +4,7 @@ import tensorflow as tf
 
 import hifill_tf
 from hifill_tf import cra
+from hifill_tf.cra.aggregation import cell_windows
 from hifill_tf.io import InputError
 from hifill_tf.models.generator import Generator
 
@@ -172,11 +173,24 @@ def test_aggregate_chunking_does_not_change_the_result():
 def test_plan_keeps_geometry_within_budget(height, width, factor, net):
     f, h, w = (int(v) for v in cra.plan(height, width))
     assert (f, (h, w)) == (factor, net)
-    assert h * w <= cra.MAX_PIXELS and h % 16 == 0 and w % 16 == 0
+    assert h * w <= 512 * 512 and h % 16 == 0 and w % 16 == 0  # the paper's budget (§4.1)
     assert h * f >= height and w * f >= width and h * f - height < 16 * f
     if f > 1:  # the smallest factor: one less would exceed the budget
         smaller = (16 * -(-height // (16 * (f - 1)))) * (16 * -(-width // (16 * (f - 1))))
-        assert smaller > cra.MAX_PIXELS
+        assert smaller > 512 * 512
+
+
+def upsample_windows(windows, matrix):
+    """[N, 18, 18, C] low-resolution windows -> [N, 16f, 16f, C] cells, by the interpolation
+    matrix on both axes (CRA itself does the columns once and the rows per chunk)."""
+    x = tf.einsum("pa,nabc->npbc", matrix, windows)
+    return tf.einsum("qb,npbc->npqc", matrix, x).numpy()
+
+
+def from_cells(cells, grid, size):
+    """[gh*gw, size, size, C] cells, row-major -> the [gh*size, gw*size, C] image they tile."""
+    x = cells.reshape(grid[0], grid[1], size, size, -1)
+    return x.transpose(0, 2, 1, 3, 4).reshape(grid[0] * size, grid[1] * size, -1)
 
 
 def test_interpolation_matrix_matches_tf_resize():
@@ -184,9 +198,8 @@ def test_interpolation_matrix_matches_tf_resize():
     low = rng.uniform(0, 255, (32, 48, 3)).astype(np.float32)
     for f in (1, 3, 4):
         expected = tf.image.resize(low[None], [32 * f, 48 * f], method="bilinear")[0].numpy()
-        windows = cra._windows(tf.constant(low), (2, 3))
-        cells = cra._upsample_windows(windows, cra.interpolation_matrix(f))
-        got = cra.from_cells(cells, (2, 3), 16 * f).numpy()
+        windows = cell_windows(tf.constant(low), (2, 3))
+        got = from_cells(upsample_windows(windows, cra.interpolation_matrix(f)), (2, 3), 16 * f)
         np.testing.assert_allclose(got, expected, atol=1e-3)
         np.testing.assert_allclose(got, bilinear_up(low, f), atol=1e-3)
 
@@ -309,7 +322,7 @@ def test_feathered_seam_blends_only_near_the_hole(generator):
 
 
 def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point(generator):
-    # cra.network_pixels is the one check; before it, max_pixels=100 made cra.plan loop forever.
+    # cra.check_budget is the one check: below one cell, cra.plan would loop forever.
     image = np.zeros((64, 64, 3), np.uint8)
     mask = np.zeros((64, 64), np.uint8)
     mask[10:20, 10:20] = 255
@@ -320,6 +333,9 @@ def test_budget_below_one_cell_is_a_clear_error_at_every_entry_point(generator):
             cra.plan(64, 64, bad)
     with pytest.raises(ValueError, match="integer"):
         cra.network_pixels(generator, 1000.5)
+    with pytest.raises(ValueError, match="at least 256"):
+        cra.check_budget(255)
+    assert cra.check_budget(256.0) == 256 and cra.DEFAULT_NETWORK_PIXELS == 512 * 512
     assert cra.network_pixels(generator, 256) == 256
     assert hifill_tf.inpaint(image, mask, generator=generator, max_pixels=256).shape == image.shape
     # A budget tensor below one cell, as a direct caller of the graph could pass, is refused too.

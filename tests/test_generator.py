@@ -4,7 +4,7 @@ import keras
 
 from harness import tensorflow_only, to_numpy
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
-from hifill_tf.models.generator import Generator
+from hifill_tf.models.generator import CELL, Generator, cell_mask
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,15 @@ def _inputs(rng, batch, height, width):
     mask[:, height // 4:height // 2, width // 3:width // 2] = 1
     mask[0, -40:-10, 10:60] = 1
     return image, mask
+
+
+def test_cell_mask_is_the_attention_grid_of_the_hole():
+    assert CELL == 16  # §3.2: a 32 x 32 attention grid on the 512 x 512 input
+    hole = np.zeros((2, 64, 96, 1), np.float32)
+    hole[1, 17, 95] = 1.0
+    cells = to_numpy(cell_mask(hole))
+    assert cells.dtype == np.float32 and cells.shape == (2, 4, 6, 1)
+    assert cells.sum() == 1 and cells[1, 1, 5, 0] == 1
 
 
 @pytest.mark.parametrize("height,width", [(256, 256), (256, 512)])

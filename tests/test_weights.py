@@ -42,7 +42,7 @@ def test_network_pixels_travel_with_the_weights_and_are_the_default_budget(tmp_p
     assert generator.network_pixels == 4096
     assert cra.network_pixels(generator) == 4096
     assert cra.network_pixels(generator, 512 * 512) == 512 * 512  # an explicit budget wins
-    assert cra.network_pixels(without) == cra.MAX_PIXELS
+    assert cra.network_pixels(without) == 512 * 512  # the paper's budget (§4.1)
     # Re-saving keeps it.
     save_generator_weights(generator, str(tmp_path / "again.npz"))
     assert load_generator(str(tmp_path / "again.npz")).network_pixels == 4096

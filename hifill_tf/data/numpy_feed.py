@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 
 def mirror_index(count, size):
-    """Indices ``0..count-1`` into an axis of ``size`` of its SYMMETRIC padding (``cra._mirror``)."""
+    """Indices ``0..count-1`` into an axis of ``size`` of its SYMMETRIC padding (``cra.mirror.mirror``)."""
     index = np.arange(count)
     return np.where(index < size, index, 2 * size - 1 - index)
 

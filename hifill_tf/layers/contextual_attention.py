@@ -17,23 +17,23 @@ import keras
 from keras import ops
 
 
-def cell_mask(mask, grid_shape):
-    """Hole mask on the attention grid: a cell is a hole if any pixel in it is.
+def block_any(mask, rows, cols):
+    """True where any pixel of a ``rows`` x ``cols`` block is non-zero.
 
-    Args:
-        mask: float [B, H, W, 1], 1 = hole; H and W multiples of the grid.
-        grid_shape: (gh, gw), Python ints or scalar tensors.
+    [..., H, W, C] -> bool [..., H / rows, W / cols, C]; H and W multiples of the block, sizes
+    Python ints or scalar tensors. The one rule for "a coarser pixel is hole if any of its
+    pixels is": the generator's attention cells, CRA's network input and its hole cells.
     """
     shape = ops.shape(mask)
-    gh, gw = grid_shape[0], grid_shape[1]
-    blocks = ops.reshape(mask, (shape[0], gh, shape[1] // gh, gw, shape[2] // gw, 1))
-    return ops.max(blocks, axis=(2, 4))
+    lead, (height, width, channels) = tuple(shape[:-3]), shape[-3:]
+    blocks = ops.reshape(mask, lead + (height // rows, rows, width // cols, cols, channels))
+    return ops.any(blocks, axis=(len(lead) + 1, len(lead) + 3))
 
 
 def touched_by_hole(hole_cells, patch_size):
     """1 where the ``patch_size`` x ``patch_size`` patch centred on a cell holds a hole cell.
 
-    ``hole_cells`` float [B, gh, gw, 1] (``cell_mask``). Only untouched cells are attention
+    ``hole_cells`` float [B, gh, gw, 1] (``block_any`` of the hole). Only untouched cells are attention
     sources (Eq. 2 sums over background patches): ACM and CRA's ``source_cells`` both ask here.
     """
     return ops.max_pool(hole_cells, patch_size, 1, "same", data_format="channels_last")

@@ -5,7 +5,7 @@ import re
 import keras
 from keras import ops
 
-from hifill_tf.layers.contextual_attention import AttentionComputing, AttentionTransfer, cell_mask
+from hifill_tf.layers.contextual_attention import AttentionComputing, AttentionTransfer, block_any
 from hifill_tf.layers.gated_conv import ClippedConv2D, GatedConv2D
 from hifill_tf.layers.resampling import Upsample2x
 
@@ -28,6 +28,15 @@ REFINE_SPEC = {
     "decoder1": "upsample(2x) - K3S1C3 - clip",
 }
 TRANSFER_SPEC = {3: "K3S1C128", 2: "K3S1C64 - K3S1C64D2", 1: "K3S1C32 - K3S1C32D2"}
+# Input pixels per side of an attention cell: P^{l=3} is the input / 8, pooled 2x for the ACM
+# (§3.2), so the grid is the input / 16 (32x32 for the paper's 512x512).
+CELL = 16
+
+
+def cell_mask(hole):
+    """The attention grid's hole: float32 [B, H / CELL, W / CELL, 1], 1 where the cell holds
+    any hole pixel of ``hole`` [B, H, W, 1] (non-zero = hole)."""
+    return ops.cast(block_any(hole, CELL, CELL), "float32")
 
 _CONV = re.compile(r"K(\d+)S(\d+)C(\d+)(?:D(\d+))?$")
 
@@ -98,7 +107,7 @@ class Generator(keras.Model):
     computes attention scores once from ``P^{l=3}`` down-sampled 2x (the
     Attention Computing Branch) and transfers at l = 1, 2, 3.
 
-    Input height and width must be multiples of 16 (the attention grid is
+    Input height and width must be multiples of ``CELL`` = 16 (the attention grid is
     H/16 x W/16: 32x32 for the paper's 512x512).
 
     Args:
@@ -168,9 +177,7 @@ class Generator(keras.Model):
         p2 = _apply(self.refine["encoder2"], p1)
         p3 = _apply(self.refine["encoder3"], p2)
 
-        shape = ops.shape(image)
-        grid = (shape[1] // 16, shape[2] // 16)
-        cells = cell_mask(hole, grid)
+        cells = cell_mask(hole)
         scores = self.attention(self.attention_pool(p3), cells)
 
         def branch(level, features):

@@ -34,7 +34,7 @@ class Validator:
         for index, path in enumerate(list_image_files(directory)):
             photo = read_image(path)[0]
             scale = long_side / max(photo.shape[:2])
-            size = (max(16, round(photo.shape[1] * scale)), max(16, round(photo.shape[0] * scale)))
+            size = tuple(max(evaluate.MIN_SIDE, round(n * scale)) for n in photo.shape[1::-1])  # (W, H)
             truth = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.LANCZOS))
             for k in range(holes):
                 mask = sample_mask(size[1], size[0], seed + index * holes + k, min_area=0.10,
@@ -69,10 +69,10 @@ def attention_statistics(scores, mask):
     """
     import tensorflow as tf
 
-    from hifill_tf.layers.contextual_attention import cell_mask
+    from hifill_tf.models.generator import cell_mask
 
     shape = tf.shape(mask)
-    hole_cells = tf.reshape(cell_mask(mask, (shape[1] // 16, shape[2] // 16)), [shape[0], -1])
+    hole_cells = tf.reshape(cell_mask(mask), [shape[0], -1])
     sources = tf.reduce_sum(tf.cast(tf.reduce_max(scores, axis=2) > 0, tf.float32), axis=1)
     largest = tf.reduce_max(scores, axis=1)  # [B, targets]
     targets = tf.cast(hole_cells > 0, tf.float32)
