@@ -155,8 +155,12 @@ class SavedModelInpainter:
 
     The signature takes uint8 image [1, H, W, 3] and uint8 mask [1, H, W, 1] (io.hole_mask rule)
     and returns a dict with uint8 ``inpainted`` [1, H, W, 3]. Inputs are told apart by their
-    channel count, so the argument names do not matter.
+    channel count, so the argument names do not matter. Its network budget and paste are fixed
+    at export: no generator, no ``max_pixels``.
     """
+
+    generator = None
+    max_pixels = None
 
     def __init__(self, path):
         import tensorflow as tf

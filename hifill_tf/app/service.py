@@ -35,7 +35,7 @@ class Inpainting:
         self.max_body = memory.max_body(self.budget.total)
         self._lock = threading.Lock()
         self.network_pixels = None  # fixed at export for a SavedModel, and not recorded
-        generator = getattr(inpainter, "generator", None)
+        generator = inpainter.generator
         if generator is not None:
             from hifill_tf import cra
 

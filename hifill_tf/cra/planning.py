@@ -29,7 +29,7 @@ def network_pixels(generator, max_pixels=None):
     ``hifill_tf.weights``), else the paper's 512 x 512; checked by ``check_budget``.
     """
     if max_pixels is None:
-        max_pixels = getattr(generator, "network_pixels", None) or DEFAULT_NETWORK_PIXELS
+        max_pixels = generator.network_pixels or DEFAULT_NETWORK_PIXELS
     return check_budget(max_pixels)
 
 
