@@ -18,6 +18,7 @@ machine that has JAX alone (the GPU machine of ``tools/gpu_train.sh``):
 scaling.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -313,7 +314,9 @@ def _train(config, feed, pool, start_step, images_per_step, progress):
     progress(f"data: {len(feed.paths)} photos from {config['data']}, {len(feed.skipped)} "
              f"skipped; {jax.devices()[0].platform} {jax.devices()[0].device_kind}")
     validator = _network_validator(config, pool, progress)
-    run = _Run(config, models, validator, progress, start_step, images_at_start, images_per_step)
+    run = _Run(config=config, models=models, validator=validator, progress=progress,
+               start_step=start_step, images_at_start=images_at_start,
+               images_per_step=images_per_step)
     step_fn = make_train_step(generator, critic, g_optimizer, d_optimizer, config)
     train_state = gather_state(generator, critic, g_optimizer, d_optimizer, jnp.asarray(key))
     stop = _StopFlag()
@@ -357,19 +360,24 @@ def _device_batches(feed, group, batch):
              jax.device_put(own(data["mask"].reshape(shape + data["mask"].shape[1:])))))
 
 
+@dataclasses.dataclass
 class _Run:
     """One run of the loop: its models and what it writes to ``model_dir`` (the state folder,
     ``validation-network.jsonl``, ``best.npz``)."""
 
-    def __init__(self, config, models, validator, progress, start_step, images_at_start,
-                 images_per_step):
-        self.config, self.models, self.validator, self.progress = (config, models, validator,
-                                                                  progress)
-        self.start_step, self.images_at_start = start_step, images_at_start
-        self.images_per_step = images_per_step
-        self.model_dir = config["model_dir"]
+    config: dict
+    models: tuple  # generator, critic, g_optimizer, d_optimizer (None without a critic)
+    validator: object  # a NetworkValidator, or None
+    progress: object
+    start_step: int
+    images_at_start: int  # images seen before start_step, by this and earlier runs
+    images_per_step: int
+    best: float = dataclasses.field(init=False)  # the lowest validation hole L1 so far
+
+    def __post_init__(self):
+        self.model_dir = self.config["model_dir"]
         self.best = _best_so_far(os.path.join(self.model_dir, VALIDATION_LOG))
-        generator = models[0]
+        generator = self.models[0]
         self.predict = jax.jit(lambda tv, ntv, image, mask: generator.stateless_call(
             tv, ntv, image, mask)[0]["inpainted"])
 
