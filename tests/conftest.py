@@ -26,8 +26,8 @@ _GROUPS = {"test_mask_rule.py": "test_infer.py", "test_notebook.py": "test_infer
            "test_evaluate.py": "test_infer.py", "test_validation.py": "test_beam.py",
            "test_app.py": "test_beam.py", "test_app_iopaint.py": "test_beam.py"}
 # Slowest first, as measured by `pytest --durations=0` (seconds of one worker, summed per unit).
-# A slow unit left for the end keeps one worker busy while the other idles (the browser tests,
-# 60-80 s, were once last).
+# A slow unit left for the end keeps one worker busy while the other idles (the browser tests
+# take 60-80 s).
 _SLOWEST_FIRST = ["test_infer.py", "test_jax_backend.py", "test_jax_training.py", "test_app_browser.py", "test_train.py",
                   "test_beam.py", "test_gan.py", "test_bench.py", "test_cpu_training.py",
                   "test_pipeline.py", "test_generator.py", "test_weights.py", "test_learning.py",
