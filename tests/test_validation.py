@@ -13,7 +13,7 @@ from hifill_tf.training import trainer
 from hifill_tf.training.curves import _stages, plot_learning_curve, read_log
 from hifill_tf.training.validation import Validator, attention_statistics
 from hifill_tf.weights import load_generator
-from test_infer import PHOTO
+from shared import PHOTO
 
 
 @pytest.fixture(scope="module")
