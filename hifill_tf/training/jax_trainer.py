@@ -373,6 +373,8 @@ class _Run:
     images_at_start: int  # images seen before start_step, by this and earlier runs
     images_per_step: int
     best: float = dataclasses.field(init=False)  # the lowest validation hole L1 so far
+    model_dir: str = dataclasses.field(init=False)
+    predict: object = dataclasses.field(init=False)  # the jitted generator call, for validation
 
     def __post_init__(self):
         self.model_dir = self.config["model_dir"]
