@@ -16,7 +16,8 @@ Runtime configurations (``--configs``), each in its own worker process because
 TensorFlow reads the oneDNN variable once, at import, and Keras fixes its backend
 per process:
 
-- ``today``: oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``), the setting before issue 9;
+- ``today``: oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``, TF's Eigen kernels), the reference the
+  others are compared with;
 - ``default``: ``hifill_tf.training.cpu.TRAINING_ENV``, what ``train.py`` runs with (oneDNN on);
 - ``jax``: ``train.py --backend=jax`` on the CPU (``KERAS_BACKEND=jax``, ``JAX_PLATFORMS=cpu``):
   the step of ``hifill_tf.training.jax_trainer`` (``build``, ``make_train_step``,

@@ -13,30 +13,34 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 # pytest-xdist (`make test`: -n 2): whole test files go to one worker, so their module fixtures
-# (a traced model, a GAN step, an export) are built once, and the slowest files start first so
-# that the two workers finish together. Files that share a model cached in the process form
-# one unit, so it is built once: test_infer.random_export and random_generator (test_infer,
-# test_mask_rule, test_notebook, test_export, test_cra, test_evaluate: one export, one traced
-# API graph) and the bundled generator (test_beam, test_validation, test_app,
-# test_app_iopaint). (xdist's --dist loadgroup cannot do this under pytest 9, whose test ids no
-# longer take xdist's group suffix: every test was its own unit and module fixtures were built
+# (a traced model, a GAN step, an export) are built once, and the slowest units start first so
+# that the two workers finish together. A model cached in the process is built once only if
+# every file that uses it runs on the same worker: such files form one unit, named after what
+# they share. (xdist's --dist loadgroup cannot do this under pytest 9: its test ids do not take
+# xdist's group suffix, so every test would be its own unit and module fixtures would be built
 # on both workers.)
-_GROUPS = {"test_mask_rule.py": "test_infer.py", "test_notebook.py": "test_infer.py",
-           "test_export.py": "test_infer.py", "test_cra.py": "test_infer.py",
-           "test_evaluate.py": "test_infer.py", "test_validation.py": "test_beam.py",
-           "test_app.py": "test_beam.py", "test_app_iopaint.py": "test_beam.py"}
+_GROUPS = {
+    # tests/shared.py's cached models: one export (random_export, loaded_saved_model), one
+    # traced API graph (random_generator)
+    "shared.py": ["test_infer.py", "test_mask_rule.py", "test_notebook.py", "test_export.py",
+                  "test_cra.py", "test_evaluate.py"],
+    # the bundled generator (hifill_tf.api.default_generator)
+    "api.default_generator": ["test_beam.py", "test_validation.py", "test_app.py",
+                              "test_app_iopaint.py"],
+}
+_UNIT_OF = {name: unit for unit, names in _GROUPS.items() for name in names}
 # Slowest first, as measured by `pytest --durations=0` (seconds of one worker, summed per unit).
-# A slow unit left for the end keeps one worker busy while the other idles (the browser tests,
-# 60-80 s, were once last).
-_SLOWEST_FIRST = ["test_infer.py", "test_jax_backend.py", "test_jax_training.py", "test_app_browser.py", "test_train.py",
-                  "test_beam.py", "test_gan.py", "test_bench.py", "test_cpu_training.py",
+# A slow unit left for the end keeps one worker busy while the other idles (the browser tests
+# take 60-80 s).
+_SLOWEST_FIRST = ["shared.py", "test_jax_backend.py", "test_jax_training.py", "test_app_browser.py", "test_train.py",
+                  "api.default_generator", "test_gan.py", "test_bench.py", "test_cpu_training.py",
                   "test_pipeline.py", "test_generator.py", "test_weights.py", "test_learning.py",
-                  "test_masks.py", "test_app_load.py", "test_app.py", "test_photos.py"]
+                  "test_masks.py", "test_app_load.py", "test_photos.py"]
 
 
 def _unit(path):
     name = os.path.basename(path)
-    return _GROUPS.get(name, name)
+    return _UNIT_OF.get(name, name)
 
 
 def pytest_collection_modifyitems(config, items):

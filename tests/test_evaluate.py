@@ -36,8 +36,8 @@ def box_mask(height, width, top, left, bottom, right):
 @pytest.fixture(scope="module")
 def generator():
     """A random-weight generator whose API graph is traced once for the tests of its unit
-    (test_infer.random_generator; conftest.py runs this file in that unit)."""
-    from test_infer import random_generator
+    (shared.random_generator; conftest.py runs this file in that unit)."""
+    from shared import random_generator
 
     return random_generator()
 

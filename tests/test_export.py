@@ -1,6 +1,6 @@
 """Tests for hifill_tf.export and export.py: the SavedModel for TensorFlow Serving.
 
-One export of a random-weight generator by export.py (test_infer.random_export) is shared by
+One export of a random-weight generator by export.py (shared.random_export) is shared by
 the tests of a SavedModel (tracing the generator and the CRA graph takes ~15 s); its signatures are checked against
 hifill_tf.api.inpaint and the generator itself, bit for bit.
 """
@@ -61,13 +61,13 @@ def _mask(height, width):
 
 @pytest.fixture(scope="module")
 def exported():
-    """export.py --weights on a random generator (test_infer.random_export, the one SavedModel
+    """export.py --weights on a random generator (shared.random_export, the one SavedModel
     of the tests, shared with test_infer, test_mask_rule and test_notebook in one unit).
 
     The export is the command a user runs (one trace of the generator and the CRA graph, the
     slow part); the in-process generator has the same float16 weights.
     """
-    from test_infer import loaded_saved_model, random_export, random_generator
+    from shared import loaded_saved_model, random_export, random_generator
 
     export = random_export()
     return types.SimpleNamespace(weights=export.weights, generator=random_generator(),
@@ -265,12 +265,12 @@ def test_export_script_weights(exported):
     _assert_same_weights(output, exported.generator)
     assert os.listdir(output.parent) == ["1"]  # no staging directory left behind
 
-    from test_infer import _WITHOUT_TENSORFLOW
+    from shared import WITHOUT_TENSORFLOW
 
     # Refused before TensorFlow loads (the check needs none): the message comes in a fraction of a
     # second, and the export is untouched.
     before = (output / "saved_model.pb").stat().st_mtime_ns
-    refused = _run([sys.executable, "-c", _WITHOUT_TENSORFLOW, *exported.command[1:]])
+    refused = _run([sys.executable, "-c", WITHOUT_TENSORFLOW, *exported.command[1:]])
     assert "tensorflow imported: False" in refused.stdout, refused.stdout + refused.stderr
     assert "exit export.py: " in refused.stdout and "not empty" in refused.stdout
     assert "--overwrite" in refused.stdout
@@ -305,10 +305,10 @@ def test_export_script_checkpoint(tmp_path):
 
 
 def test_export_script_errors(tmp_path):
-    from test_infer import _WITHOUT_TENSORFLOW
+    from shared import WITHOUT_TENSORFLOW
 
     # --help and these errors answer before TensorFlow is imported (it takes seconds).
-    script = [sys.executable, "-c", _WITHOUT_TENSORFLOW, "export.py", "--output_dir",
+    script = [sys.executable, "-c", WITHOUT_TENSORFLOW, "export.py", "--output_dir",
               str(tmp_path / "out")]
     # (sys.exit's message is the exit code the wrapper prints.)
     both = _run(script + ["--weights", "a.npz", "--checkpoint", "run"])

@@ -5,24 +5,17 @@ every run checks several things at once. The model has random weights: these tes
 front end (files, masks, errors, what is written where), not the quality of the fill.
 """
 
-import atexit
-import functools
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from hifill_tf import io
+from shared import INFER, PHOTO, REPO, WITHOUT_TENSORFLOW, random_saved_model, random_weights
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INFER = os.path.join(REPO, "infer.py")
-PHOTO = os.path.join(REPO, "tests", "data", "volna-640x360.jpg")  # see tests/data/README.md
 MAX_PIXELS = "16384"  # network input 128x80 for 256x144 photos: CRA up-samples by 2
 
 
@@ -58,65 +51,6 @@ def _assert_filled(output_path, image, hole):
     keep = hole == 0
     np.testing.assert_array_equal(output[keep], image[keep])
     assert np.any(output[~keep] != image[~keep])
-
-
-@functools.lru_cache(maxsize=None)
-def random_weights():
-    """Generator weights (.npz) with random values, made once per test session."""
-    import keras
-
-    from hifill_tf import Generator
-    from hifill_tf.weights import save_generator_weights
-
-    directory = tempfile.mkdtemp(prefix="hifill-test-")
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    keras.utils.set_random_seed(0)
-    # Named: the weights file keys variables by path, which starts with the model's name, and
-    # Keras numbers the names of later models in a process (generator_1, ...).
-    generator = Generator(name="generator")
-    generator.build()
-    return save_generator_weights(generator, os.path.join(directory, "random.npz"))
-
-
-@functools.lru_cache(maxsize=None)
-def random_export():
-    """`export.py --weights` on `random_weights`: the one SavedModel of the tests, exported once
-    per session as a user exports it. Tracing the graph for export takes a quarter of a minute
-    on a CPU, so every file that needs a SavedModel uses this one (test_infer, test_mask_rule,
-    test_notebook, test_export: one unit in conftest.py). The budget is export.py's default,
-    512 x 512.
-    """
-    weights = random_weights()
-    path = os.path.join(os.path.dirname(weights), "models", "hifill", "1")
-    command = [sys.executable, "export.py", "--output_dir", path, "--weights", weights]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return types.SimpleNamespace(path=path, weights=weights, command=command, stdout=done.stdout)
-
-
-def random_saved_model():
-    return random_export().path
-
-
-@functools.lru_cache(maxsize=None)
-def random_generator():
-    """`random_weights` in a Generator, loaded once: the tests that call the API with it share
-    its traced graph (test_mask_rule, test_export)."""
-    from hifill_tf import Generator
-    from hifill_tf.weights import load_generator_weights
-
-    # Explicit name: the .npz is keyed by variable paths, which start with the model's name.
-    return load_generator_weights(Generator(name="generator"), random_weights())
-
-
-@functools.lru_cache(maxsize=None)
-def loaded_saved_model():
-    """`random_saved_model` loaded once: each loaded signature's first call pays for optimising
-    its graph."""
-    import tensorflow as tf
-
-    return tf.saved_model.load(random_saved_model())
 
 
 @pytest.fixture
@@ -234,21 +168,10 @@ def test_mask_of_another_size_names_the_mask_and_the_fix(tmp_path, weights):
     assert not (tmp_path / "out.png").exists()
 
 
-_WITHOUT_TENSORFLOW = """
-import runpy, sys
-sys.argv = [sys.argv[1], *sys.argv[2:]]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as exit:
-    code = exit.code
-print("exit", code, "tensorflow imported:", "tensorflow" in sys.modules)
-"""
-
-
 # absl exits 1 after --help and on an unknown flag; infer.py's own flag checks exit 2.
 @pytest.mark.parametrize("args,code", [(["--help"], 1), (["--image", "a.jpg"], 2), (["--bogus"], 1)])
 def test_help_and_flag_errors_answer_without_tensorflow(args, code):
     # Cold start: --help and bad flags must not pay for importing TensorFlow (seconds).
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_TENSORFLOW, INFER, *args],
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, INFER, *args],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert f"exit {code} tensorflow imported: False" in result.stdout, result.stdout + result.stderr

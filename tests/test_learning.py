@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from hifill_tf import io
 from hifill_tf.training.trainer import DEFAULTS, build_gan
-from test_infer import PHOTO
+from shared import PHOTO
 
 STEPS = 40
 THRESHOLD = 8.0  # in-hole L1 in 0..255 levels; it starts near 50 with fresh weights

@@ -12,7 +12,7 @@ import tensorflow as tf
 import hifill_tf
 from hifill_tf import io
 from mask_cases import array_cases, expected_hole, file_cases
-from test_infer import INFER, PHOTO, loaded_saved_model, random_generator, random_weights
+from shared import INFER, PHOTO, loaded_saved_model, random_generator, random_weights
 
 HEIGHT, WIDTH = 72, 112
 EXTENSIONS = {"0/1 PNG": ".png", "0/255 PNG": ".png", "noisy JPEG": ".jpg"}

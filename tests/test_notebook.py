@@ -1,6 +1,6 @@
 """Runs notebooks/inference.ipynb end to end, on a small photo with a random-weight model.
 
-The notebook gets the SavedModel that tests/test_infer.py exports (once per session), so its
+The notebook gets the SavedModel that tests/shared.py exports (once per process), so its
 export cell is skipped here; export_saved_model itself is tested in tests/test_export.py.
 """
 
@@ -9,7 +9,7 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from test_infer import random_saved_model
+from shared import random_saved_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "notebooks", "inference.ipynb")

@@ -159,10 +159,10 @@ def test_init_generator_loads_by_name_and_fails_clearly_on_a_mismatch(tmp_path, 
 
 
 def test_bad_configuration_is_one_clear_error_without_tensorflow(photos, tmp_path):
-    from test_infer import _WITHOUT_TENSORFLOW
+    from shared import WITHOUT_TENSORFLOW
 
     # Checked before TensorFlow is imported (seconds): a typo costs a fraction of a second.
-    train = [sys.executable, "-c", _WITHOUT_TENSORFLOW, os.path.join(ROOT, "train.py")]
+    train = [sys.executable, "-c", WITHOUT_TENSORFLOW, os.path.join(ROOT, "train.py")]
     result = subprocess.run(train + _command(photos, tmp_path / "x", 1, "--image_size", "100")[2:],
                             env=_env(), capture_output=True, text=True, timeout=300)
     assert ("exit train.py: --image_size must be a positive multiple of 64; got 100 "

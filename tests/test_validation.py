@@ -10,10 +10,10 @@ from PIL import Image
 
 from hifill_tf import api, evaluate, io
 from hifill_tf.training import trainer
-from hifill_tf.training.validation import (Validator, _stages, attention_statistics,
-                                           plot_learning_curve, read_log)
+from hifill_tf.training.curves import _stages, plot_learning_curve, read_log
+from hifill_tf.training.validation import Validator, attention_statistics
 from hifill_tf.weights import load_generator
-from test_infer import PHOTO
+from shared import PHOTO
 
 
 @pytest.fixture(scope="module")

@@ -290,9 +290,34 @@ def make_dataset(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
     check_view_arguments(image_size, batch_size, factor_range, size_name="image_size")
+    size = int(image_size)
+    mask_generator, canvas = _hole_generator(mode, size, mask_generator, mask_kwargs)
+    encoded, info, from_files = _encoded_images(source, shuffle, seed, validate, tfds_data_dir,
+                                                shuffle_buffer)
+    usable = info.num_usable
+    if not repeat and 0 <= usable < batch_size:
+        raise ValueError(
+            f"source {source!r} has {usable} usable images, fewer than batch_size={batch_size}, "
+            "and repeat=False: no full batch"
+        )
+    if repeat:
+        encoded = encoded.repeat()
+
+    decode = _decoder(mode, size, factor_range, seed, from_files)
+    augment = _augmenter(size, canvas, mask_generator, color_augment)
+    dataset = encoded.enumerate()
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Only the decode can meet bad data; errors in masks or augmentation stay fatal.
+    dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE), info
+
+
+def _hole_generator(mode, size, mask_generator, mask_kwargs):
+    """(mask generator, canvas side M) of ``make_dataset``: M = 2 S in crop mode, S in resize."""
     if mask_generator is not None and mask_kwargs:
         raise ValueError("give either mask_generator or mask_kwargs, not both")
-    size = int(image_size)
     canvas = 2 * size if mode == "crop" else size
     if mask_generator is None:
         mask_kwargs = dict(mask_kwargs or {})
@@ -303,36 +328,35 @@ def make_dataset(
     if generator_hw != (canvas, canvas):
         raise ValueError(f"mask_generator makes {generator_hw[0]}x{generator_hw[1]} masks; mode "
                          f"{mode!r} with image_size {size} needs {canvas}x{canvas}")
+    return mask_generator, canvas
 
+
+def _encoded_images(source, shuffle, seed, validate, tfds_data_dir, shuffle_buffer):
+    """(dataset of file paths or encoded bytes, DatasetInfo, True if paths) of ``source``."""
     kind, name, split = _parse_source(source)
     if kind == "tfds":
         encoded, count = _tfds_images(name, split, tfds_data_dir, shuffle, seed)
         info = DatasetInfo(source=source, num_files=count)
         if shuffle:
             encoded = encoded.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    else:
-        paths = list_image_files(name)
-        good, bad = validate_image_files(paths) if validate else (paths, [])
-        info = DatasetInfo(source=name, num_files=len(paths), num_skipped=len(bad), skipped_files=bad)
-        if bad:
-            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-            logger.warning("skipped %d unreadable image file(s) of %d in %s: %s", len(bad), len(paths), name, shown)
-        if not good:
-            raise ValueError(f"image directory {name!r}: none of its {len(paths)} image files can be decoded")
-        encoded = tf.data.Dataset.from_tensor_slices(good)
-        if shuffle:
-            encoded = encoded.shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
-    usable = info.num_usable
-    if not repeat and 0 <= usable < batch_size:
-        raise ValueError(
-            f"source {source!r} has {usable} usable images, fewer than batch_size={batch_size}, "
-            "and repeat=False: no full batch"
-        )
-    if repeat:
-        encoded = encoded.repeat()
+        return encoded, info, False
+    paths = list_image_files(name)
+    good, bad = validate_image_files(paths) if validate else (paths, [])
+    info = DatasetInfo(source=name, num_files=len(paths), num_skipped=len(bad), skipped_files=bad)
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        logger.warning("skipped %d unreadable image file(s) of %d in %s: %s", len(bad), len(paths), name, shown)
+    if not good:
+        raise ValueError(f"image directory {name!r}: none of its {len(paths)} image files can be decoded")
+    encoded = tf.data.Dataset.from_tensor_slices(good)
+    if shuffle:
+        encoded = encoded.shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
+    return encoded, info, True
 
+
+def _decoder(mode, size, factor_range, seed, from_files):
+    """The map (index, path or bytes) -> (example seed, uint8 window, factor f)."""
     base_seed = tf.constant([seed, 0x48694669], tf.int64)  # second word: "HiFi"
-    from_files = kind == "dir"
 
     def decode(index, item):
         example_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
@@ -347,6 +371,14 @@ def make_dataset(
             factor = tf.constant(1)
         return example_seed, window, factor
 
+    # Not converted by autograph (the branches are tf.cond already): converting the map
+    # functions and all they call took seconds of every training start.
+    return tf.autograph.experimental.do_not_convert(decode)
+
+
+def _augmenter(size, canvas, mask_generator, color_augment):
+    """The map (example seed, window, f) -> {"image", "mask"}: flip, hole, view, colour."""
+
     def augment(example_seed, window, factor):
         s = tf.random.experimental.stateless_split(example_seed, 3)  # window, flip, mask
         window = tf.image.stateless_random_flip_left_right(window, s[1])
@@ -358,13 +390,4 @@ def make_dataset(
         image = tf.clip_by_value(cra.to_network(image), -1.0, 1.0)
         return {"image": image, "mask": mask}
 
-    # Not converted by autograph (the branches are tf.cond already): converting the map
-    # functions and all they call took seconds of every training start.
-    decode, augment = map(tf.autograph.experimental.do_not_convert, (decode, augment))
-    dataset = encoded.enumerate()
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # Only the decode can meet bad data; errors in masks or augmentation stay fatal.
-    dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE), info
+    return tf.autograph.experimental.do_not_convert(augment)  # as in _decoder

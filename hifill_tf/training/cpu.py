@@ -11,8 +11,8 @@ Why oneDNN on: a reconstruction step at 256x256, batch 2, runs about 2.5x faster
 with TF 2.21's oneDNN kernels than with the Eigen ones (``bench/train_bench.py``
 measures both side by side); XLA (``jit_compile``) is slower than either.
 
-Safety: commit 587d554 turned oneDNN off after a "double free or corruption"
-in ``~MklConvBwdFilterPrimitive`` (Conv2DBackpropFilter). That did not
+Safety: the one oneDNN crash on record in this project, a "double free or
+corruption" in ``~MklConvBwdFilterPrimitive`` (Conv2DBackpropFilter), does not
 reproduce (TF 2.21.0, 2 AVX2 cores): 500 reconstruction steps at 256x256 batch 2 and
 300 at 128x128 batch 8 on fresh random batches, 300 steps of ``train.py`` on photos,
 and the GAN step (see ``bench/train_bench.py --check``); losses stay
@@ -33,7 +33,7 @@ ONEDNN_VAR = "TF_ENABLE_ONEDNN_OPTS"
 
 # What training processes run with unless the environment says otherwise.
 TRAINING_ENV = {ONEDNN_VAR: "1"}
-# The configuration before issue 9 (oneDNN off everywhere), kept for the benchmark.
+# oneDNN off (TF's Eigen kernels): the reference configuration of bench/train_bench.py.
 ONEDNN_OFF_ENV = {ONEDNN_VAR: "0"}
 
 

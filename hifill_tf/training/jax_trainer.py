@@ -18,6 +18,7 @@ machine that has JAX alone (the GPU machine of ``tools/gpu_train.sh``):
 scaling.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -305,104 +306,25 @@ def train(config, progress=print):
 
 
 def _train(config, feed, pool, start_step, images_per_step, progress):
-    model_dir, size, batch = config["model_dir"], config["image_size"], config["batch_size"]
-    group = images_per_step // batch
-    generator, critic, g_optimizer, d_optimizer = build(config)
+    generator, critic, g_optimizer, d_optimizer = models = build(config)
     _, images_at_start, key = _restore(config, generator, critic, g_optimizer, d_optimizer,
                                        progress)
-    _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
+    _write_json(os.path.join(config["model_dir"], CONFIG_FILE),
+                {**config, "resumed_at_step": start_step})
     progress(f"data: {len(feed.paths)} photos from {config['data']}, {len(feed.skipped)} "
              f"skipped; {jax.devices()[0].platform} {jax.devices()[0].device_kind}")
-    validator = None
-    if config["validation_dir"]:
-        validator = NetworkValidator(config["validation_dir"], size, pool,
-                                     config["validation_holes"])
-        progress(f"validation: {len(validator.cases)} views at {size} px; Telea hole L1 "
-                 f"{validator.telea['hole_l1']:.2f}")
-    best = _best_so_far(os.path.join(model_dir, VALIDATION_LOG))
+    validator = _network_validator(config, pool, progress)
+    run = _Run(config=config, models=models, validator=validator, progress=progress,
+               start_step=start_step, images_at_start=images_at_start,
+               images_per_step=images_per_step)
     step_fn = make_train_step(generator, critic, g_optimizer, d_optimizer, config)
-    predict = jax.jit(lambda tv, ntv, image, mask: generator.stateless_call(
-        tv, ntv, image, mask)[0]["inpainted"])
-
-    def images_seen(step):  # across runs and stages of other batch or group sizes
-        return images_at_start + (step - start_step) * images_per_step
-
-    def save(train_state, step):
-        scatter_state(train_state, generator, critic, g_optimizer, d_optimizer)
-        meta = dict(step=step, images_seen=images_seen(step), config=config,
-                    key=np.asarray(train_state[-1]).tolist(), backend="jax")
-        state.save_state(os.path.join(model_dir, STATE_DIR), generator, critic, g_optimizer,
-                         d_optimizer, meta)
-
-    def validate(train_state, step):
-        nonlocal best
-        started = time.time()
-        metrics = validator(lambda image, mask: predict(train_state[0], train_state[1],
-                                                        image, mask))
-        images = images_seen(step)
-        record = {"step": step, "images_seen": images, **metrics}
-        with open(os.path.join(model_dir, VALIDATION_LOG), "a") as f:
-            f.write(json.dumps(record) + "\n")
-        improved = metrics["hole_l1"] < best
-        if improved:
-            scatter_state(train_state, generator, critic, g_optimizer, d_optimizer)
-            save_generator_weights(generator, os.path.join(model_dir, BEST_WEIGHTS),
-                                   network_pixels=size * size)
-            best = metrics["hole_l1"]
-        progress(f"validation at step {step} ({images} images, network resolution): hole L1 "
-                 f"{metrics['hole_l1']:.2f} (Telea {metrics['telea_hole_l1']:.2f}), sharpness "
-                 f"{metrics['sharpness']:.3f}" + ("; best so far, saved" if improved else "")
-                 + f" [{time.time() - started:.1f} s]")
-
     train_state = gather_state(generator, critic, g_optimizer, d_optimizer, jnp.asarray(key))
     stop = _StopFlag()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    deadline = math.inf if not config["train_minutes"] else time.time() + 60 * config["train_minutes"]
-    step, started = start_step, time.time()
-    window_start, window_steps = time.time(), 0
-    batches = iter(feed)
-    on_cpu = jax.devices()[0].platform == "cpu"
-
-    def next_batch():
-        # The feed's arrays are views into its ring (copy=False: one host copy less a batch),
-        # valid until the next batch is asked for: the transfer finishes before that.
-        # On the CPU a device array may share the host memory: it gets a copy of its own.
-        data = next(batches)
-        shape = (group, batch)
-        own = np.array if on_cpu else (lambda x: x)
-        return jax.block_until_ready(
-            (jax.device_put(own(data["image"].reshape(shape + data["image"].shape[1:]))),
-             jax.device_put(own(data["mask"].reshape(shape + data["mask"].shape[1:])))))
-
+    started = time.time()
+    batches = _device_batches(feed, images_per_step // config["batch_size"], config["batch_size"])
     try:
-        upcoming = next_batch()
-        while step < config["steps"] and time.time() < deadline and stop.signal is None:
-            train_state, logs = step_fn(train_state, *upcoming)
-            upcoming = next_batch()  # made while the device runs the step
-            step += 1
-            window_steps += 1
-            if step % config["log_every"] == 0 or step == config["steps"]:
-                values = {k: float(v) for k, v in logs.items()}
-                bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-                if bad:
-                    raise TrainingError(f"non-finite loss at step {step}: {bad}; the last good "
-                                        f"state is in {os.path.join(model_dir, STATE_DIR)}")
-                step_time = (time.time() - window_start) / window_steps
-                progress(f"step {step}/{config['steps']}  {step_time:.3f} s/step  "
-                         f"{images_per_step / step_time:.1f} img/s  "
-                         + "  ".join(f"{k}={values[k]:.4g}" for k in LOSS_NAMES if k in values))
-                window_start, window_steps = time.time(), 0
-            paused = time.time()  # saving and validating are not training: images/s leaves them out
-            if step % config["checkpoint_every"] == 0:
-                jax.block_until_ready(train_state)
-                paused = time.time()
-                save(train_state, step)
-            if validator is not None and step % config["validate_every"] == 0:
-                validate(train_state, step)
-            window_start += time.time() - paused
-        save(train_state, step)
-        if validator is not None and step % config["validate_every"] != 0:
-            validate(train_state, step)
+        step = run.loop(step_fn, train_state, batches, stop)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -411,6 +333,126 @@ def _train(config, feed, pool, start_step, images_per_step, progress):
     progress(f"done: step {step}, {images} images in {format_seconds(seconds)} "
              f"({images / max(seconds, 1e-9):.1f} img/s with start-up)")
     return dict(step=step, seconds=seconds, images=images, signal=stop.signal)
+
+
+def _network_validator(config, pool, progress):
+    """The ``NetworkValidator`` of ``--validation_dir``, or None without one."""
+    if not config["validation_dir"]:
+        return None
+    size = config["image_size"]
+    validator = NetworkValidator(config["validation_dir"], size, pool, config["validation_holes"])
+    progress(f"validation: {len(validator.cases)} views at {size} px; Telea hole L1 "
+             f"{validator.telea['hole_l1']:.2f}")
+    return validator
+
+
+def _device_batches(feed, group, batch):
+    """The feed's batches on the device as ([G, B, S, S, 3], [G, B, S, S, 1]), transferred."""
+    on_cpu = jax.devices()[0].platform == "cpu"
+    # The feed's arrays are views into its ring (copy=False: one host copy less a batch),
+    # valid until the next batch is asked for: the transfer finishes before that.
+    # On the CPU a device array may share the host memory: it gets a copy of its own.
+    own = np.array if on_cpu else (lambda x: x)
+    shape = (group, batch)
+    for data in feed:
+        yield jax.block_until_ready(
+            (jax.device_put(own(data["image"].reshape(shape + data["image"].shape[1:]))),
+             jax.device_put(own(data["mask"].reshape(shape + data["mask"].shape[1:])))))
+
+
+@dataclasses.dataclass
+class _Run:
+    """One run of the loop: its models and what it writes to ``model_dir`` (the state folder,
+    ``validation-network.jsonl``, ``best.npz``)."""
+
+    config: dict
+    models: tuple  # generator, critic, g_optimizer, d_optimizer (None without a critic)
+    validator: object  # a NetworkValidator, or None
+    progress: object
+    start_step: int
+    images_at_start: int  # images seen before start_step, by this and earlier runs
+    images_per_step: int
+    best: float = dataclasses.field(init=False)  # the lowest validation hole L1 so far
+    model_dir: str = dataclasses.field(init=False)
+    predict: object = dataclasses.field(init=False)  # the jitted generator call, for validation
+
+    def __post_init__(self):
+        self.model_dir = self.config["model_dir"]
+        self.best = _best_so_far(os.path.join(self.model_dir, VALIDATION_LOG))
+        generator = self.models[0]
+        self.predict = jax.jit(lambda tv, ntv, image, mask: generator.stateless_call(
+            tv, ntv, image, mask)[0]["inpainted"])
+
+    def images_seen(self, step):  # across runs and stages of other batch or group sizes
+        return self.images_at_start + (step - self.start_step) * self.images_per_step
+
+    def save(self, train_state, step):
+        scatter_state(train_state, *self.models)
+        meta = dict(step=step, images_seen=self.images_seen(step), config=self.config,
+                    key=np.asarray(train_state[-1]).tolist(), backend="jax")
+        state.save_state(os.path.join(self.model_dir, STATE_DIR), *self.models, meta)
+
+    def validate(self, train_state, step):
+        started = time.time()
+        metrics = self.validator(lambda image, mask: self.predict(train_state[0], train_state[1],
+                                                                  image, mask))
+        images = self.images_seen(step)
+        record = {"step": step, "images_seen": images, **metrics}
+        with open(os.path.join(self.model_dir, VALIDATION_LOG), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        improved = metrics["hole_l1"] < self.best
+        if improved:
+            scatter_state(train_state, *self.models)
+            size = self.config["image_size"]
+            save_generator_weights(self.models[0], os.path.join(self.model_dir, BEST_WEIGHTS),
+                                   network_pixels=size * size)
+            self.best = metrics["hole_l1"]
+        self.progress(
+            f"validation at step {step} ({images} images, network resolution): hole L1 "
+            f"{metrics['hole_l1']:.2f} (Telea {metrics['telea_hole_l1']:.2f}), sharpness "
+            f"{metrics['sharpness']:.3f}" + ("; best so far, saved" if improved else "")
+            + f" [{time.time() - started:.1f} s]")
+
+    def report(self, step, logs, step_time):
+        """Log the losses of ``step``; a non-finite one stops the run."""
+        values = {k: float(v) for k, v in logs.items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            raise TrainingError(f"non-finite loss at step {step}: {bad}; the last good "
+                                f"state is in {os.path.join(self.model_dir, STATE_DIR)}")
+        self.progress(f"step {step}/{self.config['steps']}  {step_time:.3f} s/step  "
+                      f"{self.images_per_step / step_time:.1f} img/s  "
+                      + "  ".join(f"{k}={values[k]:.4g}" for k in LOSS_NAMES if k in values))
+
+    def loop(self, step_fn, train_state, batches, stop):
+        """Steps until ``steps``, ``train_minutes`` or a signal; saves and validates at the end.
+        Returns the step reached."""
+        config = self.config
+        deadline = (math.inf if not config["train_minutes"]
+                    else time.time() + 60 * config["train_minutes"])
+        step = self.start_step
+        window_start, window_steps = time.time(), 0
+        upcoming = next(batches)
+        while step < config["steps"] and time.time() < deadline and stop.signal is None:
+            train_state, logs = step_fn(train_state, *upcoming)
+            upcoming = next(batches)  # made while the device runs the step
+            step += 1
+            window_steps += 1
+            if step % config["log_every"] == 0 or step == config["steps"]:
+                self.report(step, logs, (time.time() - window_start) / window_steps)
+                window_start, window_steps = time.time(), 0
+            paused = time.time()  # saving and validating are not training: images/s leaves them out
+            if step % config["checkpoint_every"] == 0:
+                jax.block_until_ready(train_state)
+                paused = time.time()
+                self.save(train_state, step)
+            if self.validator is not None and step % config["validate_every"] == 0:
+                self.validate(train_state, step)
+            window_start += time.time() - paused
+        self.save(train_state, step)
+        if self.validator is not None and step % config["validate_every"] != 0:
+            self.validate(train_state, step)
+        return step
 
 
 def _best_so_far(path):

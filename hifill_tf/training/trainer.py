@@ -1,6 +1,7 @@
 """The training loop behind train.py: data, strategy, checkpoints, logging.
 
-One linear function, :func:`train`, in the spirit of big_vision's train.py.
+One function, :func:`train`, reads top to bottom in the spirit of big_vision's train.py;
+its steps are the functions below it and ``_Run`` (the loop, saving, logging, validation).
 Checkpoints (``tf.train.Checkpoint``; a ``.keras`` file would not restore the
 optimizers of a model with a custom ``compile``) hold the generator's and the
 critic's variables under their names (``generator/<layer>.<variable>``), both
@@ -10,6 +11,7 @@ stream, and a checkpoint of another architecture fails to load by name
 instead of loading into the wrong layers.
 """
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -150,12 +152,46 @@ def train(config, progress=print):
     checkpoint = checkpoint_for(gan)
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=config["keep_checkpoints"])
+    start_step = _resume(gan, checkpoint, manager, config, progress)
+    _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
+    if start_step >= config["steps"]:
+        progress(f"already at step {start_step} >= --steps {config['steps']}; nothing to do")
+        return dict(step=start_step, seconds=0.0, images=0)
+
+    batches, preview = _training_batches(config, strategy, global_batch, start_step, progress)
+    run = _Run(config=config, gan=gan, manager=manager, preview=preview,
+               validator=_validator(config, progress), progress=progress,
+               images_per_step=global_batch * (config["critic_steps"] + 1 if gan.uses_critic else 1),
+               writer=tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard")))
+    distributed_step = _distributed_step(gan, strategy, config)
+    stop = _StopFlag()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.time()
+    deadline = math.inf if not config["train_minutes"] else started + 60 * config["train_minutes"]
+    try:
+        step = run.loop(distributed_step, batches, stop, start_step, deadline)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        run.writer.flush()
+    seconds = time.time() - started
+    images = (step - start_step) * run.images_per_step
+    if stop.signal is not None:
+        progress(f"stopped by signal {stop.signal} at step {step}; checkpoint saved; run again "
+                 f"with the same --model_dir to resume")
+    progress(f"done: step {step}, {images} images in {format_seconds(seconds)}")
+    return dict(step=step, seconds=seconds, images=images, signal=stop.signal)
+
+
+def _resume(gan, checkpoint, manager, config, progress):
+    """Load the latest checkpoint, else the state folder, else ``--init_generator`` if given;
+    returns the step to start at."""
     step_var = gan.g_optimizer.iterations
+    directory = os.path.join(config["model_dir"], STATE_DIR)
     if manager.latest_checkpoint:
         restore_checkpoint(gan, manager.latest_checkpoint, checkpoint)
         progress(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
-    elif state.has_state(os.path.join(model_dir, STATE_DIR)):
-        directory = os.path.join(model_dir, STATE_DIR)
+    elif state.has_state(directory):
         try:
             state.load_state(directory, gan.generator, gan.discriminator, gan.g_optimizer,
                              gan.d_optimizer)
@@ -165,12 +201,11 @@ def train(config, progress=print):
     elif config["init_generator"]:
         source, path = _init_generator(gan.generator, config["init_generator"])
         progress(f"generator initialised from {source} ({path})")
-    start_step = int(step_var.numpy())
-    _write_json(os.path.join(model_dir, CONFIG_FILE), {**config, "resumed_at_step": start_step})
-    if start_step >= config["steps"]:
-        progress(f"already at step {start_step} >= --steps {config['steps']}; nothing to do")
-        return dict(step=start_step, seconds=0.0, images=0)
+    return int(step_var.numpy())
 
+
+def _training_batches(config, strategy, global_batch, start_step, progress):
+    """(the distributed batches, a preview of four examples of the first one)."""
     # A different seed per resumption, so a resumed run sees new crops and masks.
     dataset, info = _grouped_dataset(config, global_batch, seed=config["seed"] + start_step)
     progress(f"data: {info.num_files} files from {info.source}, {info.num_skipped} skipped"
@@ -182,19 +217,24 @@ def train(config, progress=print):
     first_batch = next(iterator)
     preview = strategy.experimental_local_results(first_batch)[0]
     preview = {k: v[:4, -1] for k, v in preview.items()}
-    batches = itertools.chain([first_batch], iterator)
+    return itertools.chain([first_batch], iterator), preview
 
-    validator = None
-    if config["validation_dir"]:
-        from hifill_tf.training.validation import Validator
 
-        validator = Validator(config["validation_dir"], config["validation_long_side"],
-                              config["validation_holes"],
-                              max_pixels=config["image_size"] ** 2)
-        progress(f"validation: {len(validator.cases)} cases from {config['validation_dir']}; "
-                 f"Telea hole L1 {validator.telea['hole_l1']:.2f}")
-    best = _best_so_far(model_dir)
+def _validator(config, progress):
+    """The ``Validator`` of ``--validation_dir``, or None without one."""
+    if not config["validation_dir"]:
+        return None
+    from hifill_tf.training.validation import Validator
 
+    validator = Validator(config["validation_dir"], config["validation_long_side"],
+                          config["validation_holes"], max_pixels=config["image_size"] ** 2)
+    progress(f"validation: {len(validator.cases)} cases from {config['validation_dir']}; "
+             f"Telea hole L1 {validator.telea['hole_l1']:.2f}")
+    return validator
+
+
+def _distributed_step(gan, strategy, config):
+    """One generator update (with its critic updates) on every replica; returns the losses."""
     # autograph=False: the step's loops and branches are on Python values (critic_steps,
     # uses_critic), so there is nothing to convert, and converting it took a second.
     step_fn = tf.function(gan.train_step, jit_compile=config["jit_compile"], autograph=False)
@@ -204,77 +244,7 @@ def train(config, progress=print):
         strategy.run(step_fn, args=(batch,))
         return {name: tracker.result() for name, tracker in gan.trackers.items()}
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
-    stop = _StopFlag()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    images_per_step = global_batch * (config["critic_steps"] + 1 if gan.uses_critic else 1)
-    started = time.time()
-    deadline = math.inf if not config["train_minutes"] else started + 60 * config["train_minutes"]
-    window_start, window_steps = time.time(), 0
-    step = start_step
-
-    def save():
-        manager.save(checkpoint_number=step)
-        state.save_state(os.path.join(model_dir, STATE_DIR), gan.generator, gan.discriminator,
-                         gan.g_optimizer, gan.d_optimizer,
-                         dict(step=step, config=config, backend="tensorflow",
-                              images_seen=config["images_seen_before"] + step * images_per_step))
-
-    try:
-        while step < config["steps"] and time.time() < deadline:
-            logs = distributed_step(next(batches))
-            step = int(step_var.numpy())
-            window_steps += 1
-            values = {k: float(v) for k, v in logs.items()}
-            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-            if bad:
-                raise TrainingError(
-                    f"non-finite loss at step {step}: {bad}; stopped without saving; the last "
-                    f"good checkpoint is {manager.latest_checkpoint or 'none (nothing saved yet)'}")
-            if step % config["log_every"] == 0 or step == config["steps"]:
-                elapsed = time.time() - window_start
-                step_time = elapsed / window_steps
-                eta = step_time * (config["steps"] - step)
-                with writer.as_default(step=step):
-                    for k, v in values.items():
-                        tf.summary.scalar(f"loss/{k}", v)
-                    tf.summary.scalar("perf/step_seconds", step_time)
-                    tf.summary.scalar("perf/images_per_second", images_per_step / step_time)
-                progress(f"step {step}/{config['steps']}  {step_time:.2f} s/step  "
-                         f"{images_per_step / step_time:.1f} img/s  ETA {format_seconds(eta)}  "
-                         + "  ".join(f"{k}={v:.4g}" for k, v in values.items()
-                                     if k in ("g_loss", "rec_loss", "d_loss", "gradient_penalty")))
-                for tracker in gan.trackers.values():
-                    tracker.reset_state()
-                window_start, window_steps = time.time(), 0
-            if step % config["image_every"] == 0:
-                outputs = gan.generator(preview["image"], preview["mask"])
-                with writer.as_default(step=step):
-                    tf.summary.image("input_masked_coarse_refined", _image_grid(preview, outputs),
-                                     max_outputs=4)
-            if validator is not None and step % config["validate_every"] == 0:
-                best = _validate(validator, gan, preview, writer, step, config, best,
-                                 images_per_step, progress)
-            if step % config["checkpoint_every"] == 0:
-                save()
-            if stop.signal is not None:
-                break
-        if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
-            save()
-        if validator is not None and step % config["validate_every"] and time.time() >= deadline:
-            best = _validate(validator, gan, preview, writer, step, config, best,
-                             images_per_step, progress)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        writer.flush()
-    seconds = time.time() - started
-    images = (step - start_step) * images_per_step
-    if stop.signal is not None:
-        progress(f"stopped by signal {stop.signal} at step {step}; checkpoint saved; run again "
-                 f"with the same --model_dir to resume")
-    progress(f"done: step {step}, {images} images in {format_seconds(seconds)}")
-    return dict(step=step, seconds=seconds, images=images, signal=stop.signal)
+    return distributed_step
 
 
 def _best_so_far(model_dir):
@@ -286,35 +256,126 @@ def _best_so_far(model_dir):
         return min((json.loads(line)["hole_l1"] for line in f if line.strip()), default=math.inf)
 
 
-def _validate(validator, gan, preview, writer, step, config, best, images_per_step, progress):
-    """Score the model on the validation cases; log them; keep the best generator by hole L1."""
-    from hifill_tf.training.validation import attention_statistics
+@dataclasses.dataclass
+class _Run:
+    """One run of the loop: what it trains and what it writes (checkpoints, the state folder,
+    TensorBoard, the validation log and ``best.npz``)."""
 
-    started = time.time()
-    metrics = validator(gan.generator)
-    outputs = gan.generator(preview["image"], preview["mask"])
-    metrics["attention_sources"], metrics["attention_largest"] = attention_statistics(
-        outputs["scores"], preview["mask"])
-    images = config["images_seen_before"] + step * images_per_step
-    with writer.as_default(step=step):
-        for k, v in metrics.items():
-            tf.summary.scalar(f"validation/{k}", v)
-        tf.summary.scalar("validation/images_seen", images)
-    record = {"step": step, "images_seen": images, **metrics}
-    with open(os.path.join(config["model_dir"], VALIDATION_LOG), "a") as f:
-        f.write(json.dumps(record) + "\n")
-    improved = metrics["hole_l1"] < best
-    if improved:
-        save_generator_weights(gan.generator, os.path.join(config["model_dir"], BEST_WEIGHTS),
-                               network_pixels=config["image_size"] ** 2)
-        best = metrics["hole_l1"]
-    progress(f"validation at step {step} ({images} images): hole L1 {metrics['hole_l1']:.2f} "
-             f"(Telea {metrics['telea_hole_l1']:.2f}), PSNR {metrics['hole_psnr']:.2f} "
-             f"(Telea {metrics['telea_hole_psnr']:.2f}), sharpness {metrics['sharpness']:.3f}, "
-             f"attention: {metrics['attention_sources']:.0f} sources, largest weight "
-             f"{metrics['attention_largest']:.3f}" + ("; best so far, saved" if improved else "")
-             + f" [{time.time() - started:.1f} s]")
-    return best
+    config: dict
+    gan: HiFillGAN
+    manager: tf.train.CheckpointManager
+    preview: dict  # four examples of the first batch: TensorBoard images, attention statistics
+    validator: object  # a validation.Validator, or None
+    progress: object
+    images_per_step: int
+    writer: object  # TensorBoard's
+    best: float = dataclasses.field(init=False)  # the lowest validation hole L1 so far
+
+    def __post_init__(self):
+        self.best = _best_so_far(self.config["model_dir"])
+
+    def images_seen(self, step):
+        return self.config["images_seen_before"] + step * self.images_per_step
+
+    def save(self, step):
+        gan = self.gan
+        self.manager.save(checkpoint_number=step)
+        state.save_state(os.path.join(self.config["model_dir"], STATE_DIR), gan.generator,
+                         gan.discriminator, gan.g_optimizer, gan.d_optimizer,
+                         dict(step=step, config=self.config, backend="tensorflow",
+                              images_seen=self.images_seen(step)))
+
+    def losses(self, step, logs):
+        """The step's losses as floats; a non-finite one stops the run without saving."""
+        values = {k: float(v) for k, v in logs.items()}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            latest = self.manager.latest_checkpoint
+            raise TrainingError(
+                f"non-finite loss at step {step}: {bad}; stopped without saving; the last "
+                f"good checkpoint is {latest or 'none (nothing saved yet)'}")
+        return values
+
+    def report(self, step, values, step_time):
+        """Losses and speed to TensorBoard and the log; the loss trackers start again."""
+        steps = self.config["steps"]
+        eta = step_time * (steps - step)
+        with self.writer.as_default(step=step):
+            for k, v in values.items():
+                tf.summary.scalar(f"loss/{k}", v)
+            tf.summary.scalar("perf/step_seconds", step_time)
+            tf.summary.scalar("perf/images_per_second", self.images_per_step / step_time)
+        self.progress(f"step {step}/{steps}  {step_time:.2f} s/step  "
+                      f"{self.images_per_step / step_time:.1f} img/s  ETA {format_seconds(eta)}  "
+                      + "  ".join(f"{k}={v:.4g}" for k, v in values.items()
+                                  if k in ("g_loss", "rec_loss", "d_loss", "gradient_penalty")))
+        for tracker in self.gan.trackers.values():
+            tracker.reset_state()
+
+    def show_preview(self, step):
+        outputs = self.gan.generator(self.preview["image"], self.preview["mask"])
+        with self.writer.as_default(step=step):
+            tf.summary.image("input_masked_coarse_refined", _image_grid(self.preview, outputs),
+                             max_outputs=4)
+
+    def loop(self, distributed_step, batches, stop, step, deadline):
+        """Steps from ``step`` until ``steps``, ``deadline`` or a signal; returns the last step.
+        The run ends saved, and validated if it ran out of time between validations."""
+        config, validator = self.config, self.validator
+        window_start, window_steps = time.time(), 0
+        while step < config["steps"] and time.time() < deadline:
+            logs = distributed_step(next(batches))
+            step = int(self.gan.g_optimizer.iterations.numpy())
+            window_steps += 1
+            values = self.losses(step, logs)
+            if step % config["log_every"] == 0 or step == config["steps"]:
+                self.report(step, values, (time.time() - window_start) / window_steps)
+                window_start, window_steps = time.time(), 0
+            if step % config["image_every"] == 0:
+                self.show_preview(step)
+            if validator is not None and step % config["validate_every"] == 0:
+                self.validate(step)
+            if step % config["checkpoint_every"] == 0:
+                self.save(step)
+            if stop.signal is not None:
+                break
+        latest = self.manager.latest_checkpoint
+        if latest is None or not latest.endswith(f"-{step}"):
+            self.save(step)
+        if validator is not None and step % config["validate_every"] and time.time() >= deadline:
+            self.validate(step)
+        return step
+
+    def validate(self, step):
+        """Score the model on the validation cases; log them; keep the best generator by hole L1."""
+        from hifill_tf.training.validation import attention_statistics
+
+        gan, preview, config = self.gan, self.preview, self.config
+        started = time.time()
+        metrics = self.validator(gan.generator)
+        outputs = gan.generator(preview["image"], preview["mask"])
+        metrics["attention_sources"], metrics["attention_largest"] = attention_statistics(
+            outputs["scores"], preview["mask"])
+        images = self.images_seen(step)
+        with self.writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(f"validation/{k}", v)
+            tf.summary.scalar("validation/images_seen", images)
+        record = {"step": step, "images_seen": images, **metrics}
+        with open(os.path.join(config["model_dir"], VALIDATION_LOG), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        improved = metrics["hole_l1"] < self.best
+        if improved:
+            save_generator_weights(gan.generator, os.path.join(config["model_dir"], BEST_WEIGHTS),
+                                   network_pixels=config["image_size"] ** 2)
+            self.best = metrics["hole_l1"]
+        self.progress(
+            f"validation at step {step} ({images} images): hole L1 {metrics['hole_l1']:.2f} "
+            f"(Telea {metrics['telea_hole_l1']:.2f}), PSNR {metrics['hole_psnr']:.2f} "
+            f"(Telea {metrics['telea_hole_psnr']:.2f}), sharpness {metrics['sharpness']:.3f}, "
+            f"attention: {metrics['attention_sources']:.0f} sources, largest weight "
+            f"{metrics['attention_largest']:.3f}" + ("; best so far, saved" if improved else "")
+            + f" [{time.time() - started:.1f} s]")
 
 
 def _init_generator(generator, source):
