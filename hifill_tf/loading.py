@@ -15,6 +15,7 @@ generator run through CRA and a SavedModel's serving signature. Nothing here imp
 TensorFlow at module level: the JAX trainer loads weights through it too.
 """
 
+import importlib.util
 import os
 from typing import NamedTuple
 
@@ -69,15 +70,20 @@ def find_model(weights_path=None, saved_model=None, checkpoint=None):
     return weights.DEFAULT_WEIGHTS
 
 
+def _has_checkpoint(path):
+    return os.path.isfile(os.path.join(path, CHECKPOINT_DIR, "checkpoint"))
+
+
 def _is_training_folder(path):
-    return (os.path.isfile(os.path.join(path, CHECKPOINT_DIR, "checkpoint"))
-            or state.has_state(os.path.join(path, STATE_DIR)))
+    return _has_checkpoint(path) or state.has_state(os.path.join(path, STATE_DIR))
 
 
 def load_weights_into(generator, source):
     """Loads ``source`` (a weights .npz file or a training folder) into ``generator`` by name.
 
-    Returns its `Source`: "weights", "checkpoint" or "state", and the file or folder read.
+    A training folder gives its latest TensorFlow checkpoint, or its ``state/`` where it has
+    none or TensorFlow is not installed (the JAX trainer's machine). Returns its `Source`:
+    "weights", "checkpoint" or "state", and the file or folder read.
     Raises ModelError when the source is missing or does not match the generator's layers.
     """
     from hifill_tf.training.config import TrainingError
@@ -89,7 +95,7 @@ def load_weights_into(generator, source):
             weights.load_generator_weights(generator, source)
             return Source("weights", source)
         latest = None
-        if os.path.isfile(os.path.join(source, CHECKPOINT_DIR, "checkpoint")):
+        if _has_checkpoint(source) and importlib.util.find_spec("tensorflow"):
             from hifill_tf.training import checkpoints  # TensorFlow, only for its checkpoints
 
             latest = checkpoints.latest_checkpoint(source)

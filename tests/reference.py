@@ -94,3 +94,18 @@ def reconstruction_loss(prediction, target, mask, alpha1=1.0, alpha2=1.2):
     in_hole = error * mask             # Eq. (11)
     context = error * (1.0 - mask)     # Eq. (12)
     return float(np.mean(alpha1 * in_hole + alpha2 * context))  # Eq. (13)
+
+
+def numpy_adam(weights, gradients, lr, beta_1, beta_2, epsilon):
+    """Kingma & Ba, Algorithm 1, with epsilon added to sqrt(v) after the bias correction of
+    the step size (as keras.optimizers.Adam and tf.raw_ops.ApplyAdam do), in float64."""
+    weights = [w.astype(np.float64) for w in weights]
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    for t, step in enumerate(gradients, start=1):
+        alpha = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        for i, g in enumerate(step):
+            m[i] = beta_1 * m[i] + (1 - beta_1) * g
+            v[i] = beta_2 * v[i] + (1 - beta_2) * g * g
+            weights[i] = weights[i] - alpha * m[i] / (np.sqrt(v[i]) + epsilon)
+    return weights

@@ -1,4 +1,4 @@
-"""What several test files share: paths, and models built once per process.
+"""What several test files share: paths, models built once per process, container files.
 
 The models are cached (``functools.lru_cache``) in this module, so every test file that takes
 one from here in the same process gets the same one, traced or exported once; conftest.py runs
@@ -9,10 +9,14 @@ import atexit
 import functools
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import types
+import zlib
+
+from hifill_tf.data import containers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFER = os.path.join(REPO, "infer.py")
@@ -88,3 +92,46 @@ def loaded_saved_model():
     import tensorflow as tf
 
     return tf.saved_model.load(random_saved_model())
+
+
+def rcc_file(files, version=3, zstd=()):
+    """A Qt resource file of `files` {"/a/b.txt": (bytes, compress)}, laid out as rcc does:
+    header, data, names, then the tree (breadth first, each folder's children contiguous)."""
+    kids = {"": set()}
+    for path in files:
+        parts = path.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            kids.setdefault("/".join(parts[:depth - 1]), set()).add("/".join(parts[:depth]))
+    order = [""]
+    for folder in order:  # grows while it is walked
+        order.extend(sorted(kids.get(folder, ())))
+    index = {node: i for i, node in enumerate(order)}
+    data, names, name_offset, data_offset = b"", b"", {}, {}
+    for node in order[1:]:
+        name = node.rsplit("/", 1)[-1]
+        name_offset[node] = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        if node not in kids:
+            content, compress = files["/" + node]
+            payload = struct.pack(">I", len(content)) + zlib.compress(content) if compress else content
+            data_offset[node] = len(data)
+            data += struct.pack(">I", len(payload)) + payload
+    tree = b""
+    for node in order:
+        if node in kids:
+            children = sorted(kids[node])
+            flags, body = containers.RCC_DIRECTORY, struct.pack(">II", len(children), index[children[0]])
+        else:
+            compress = files["/" + node][1]
+            flags = (containers.RCC_COMPRESSED if compress else 0) | (
+                containers.RCC_COMPRESSED_ZSTD if "/" + node in zstd else 0)
+            body = struct.pack(">HHI", 0, 0, data_offset[node])  # country, language, data
+        tree += struct.pack(">IH", name_offset.get(node, 0), flags) + body
+        if version >= 2:
+            tree += bytes(8)  # modification time
+    header = 20 if version < 3 else 24
+    out = b"qres" + struct.pack(">4I", version, header + len(data) + len(names), header,
+                                header + len(data))  # tree, data, names offsets
+    if version >= 3:
+        out += struct.pack(">I", containers.RCC_COMPRESSED)  # which compressions occur
+    return out + data + names + tree

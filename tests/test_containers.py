@@ -11,49 +11,7 @@ import zlib
 import pytest
 
 from hifill_tf.data import containers
-
-
-def _rcc(files, version=3, zstd=()):
-    """A Qt resource file of `files` {"/a/b.txt": (bytes, compress)}, laid out as rcc does:
-    header, data, names, then the tree (breadth first, each folder's children contiguous)."""
-    kids = {"": set()}
-    for path in files:
-        parts = path.strip("/").split("/")
-        for depth in range(1, len(parts) + 1):
-            kids.setdefault("/".join(parts[:depth - 1]), set()).add("/".join(parts[:depth]))
-    order = [""]
-    for folder in order:  # grows while it is walked
-        order.extend(sorted(kids.get(folder, ())))
-    index = {node: i for i, node in enumerate(order)}
-    data, names, name_offset, data_offset = b"", b"", {}, {}
-    for node in order[1:]:
-        name = node.rsplit("/", 1)[-1]
-        name_offset[node] = len(names)
-        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
-        if node not in kids:
-            content, compress = files["/" + node]
-            payload = struct.pack(">I", len(content)) + zlib.compress(content) if compress else content
-            data_offset[node] = len(data)
-            data += struct.pack(">I", len(payload)) + payload
-    tree = b""
-    for node in order:
-        if node in kids:
-            children = sorted(kids[node])
-            flags, body = containers.RCC_DIRECTORY, struct.pack(">II", len(children), index[children[0]])
-        else:
-            compress = files["/" + node][1]
-            flags = (containers.RCC_COMPRESSED if compress else 0) | (
-                containers.RCC_COMPRESSED_ZSTD if "/" + node in zstd else 0)
-            body = struct.pack(">HHI", 0, 0, data_offset[node])  # country, language, data
-        tree += struct.pack(">IH", name_offset.get(node, 0), flags) + body
-        if version >= 2:
-            tree += bytes(8)  # modification time
-    header = 20 if version < 3 else 24
-    out = b"qres" + struct.pack(">4I", version, header + len(data) + len(names), header,
-                                header + len(data))  # tree, data, names offsets
-    if version >= 3:
-        out += struct.pack(">I", containers.RCC_COMPRESSED)  # which compressions occur
-    return out + data + names + tree
+from shared import rcc_file
 
 
 PHOTO = bytes(range(256)) * 40  # compresses well, so the zlib record is shorter than the data
@@ -62,7 +20,7 @@ NOTE = b"stored as it is"
 
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_rcc_reads_stored_and_compressed_files(tmp_path, version):
-    blob = _rcc({"/img/animals/cat.webp": (PHOTO, True), "/img/readme.txt": (NOTE, False),
+    blob = rcc_file({"/img/animals/cat.webp": (PHOTO, True), "/img/readme.txt": (NOTE, False),
                  "/top.txt": (b"top", False)}, version=version)
     assert len(blob) < len(PHOTO)  # the compressed record really is compressed
     tree = containers.rcc_tree(blob)
@@ -80,11 +38,11 @@ def test_rcc_reads_stored_and_compressed_files(tmp_path, version):
 
 def test_rcc_errors_name_the_file_and_member(tmp_path):
     path = tmp_path / "bad.rcc"
-    path.write_bytes(_rcc({"/z.bin": (PHOTO, False)}, zstd={"/z.bin"}))
+    path.write_bytes(rcc_file({"/z.bin": (PHOTO, False)}, zstd={"/z.bin"}))
     with pytest.raises(containers.ContainerError, match=r"bad\.rcc::/z\.bin: zstd-compressed"):
         containers.read_member(str(path), "/z.bin")
 
-    blob = bytearray(_rcc({"/p.bin": (PHOTO, True)}))
+    blob = bytearray(rcc_file({"/p.bin": (PHOTO, True)}))
     qcompress_length = struct.unpack_from(">I", blob, 12)[0] + 4  # after the record's length
     struct.pack_into(">I", blob, qcompress_length, len(PHOTO) + 1)
     path.write_bytes(bytes(blob))
@@ -94,7 +52,7 @@ def test_rcc_errors_name_the_file_and_member(tmp_path):
     path.write_bytes(b"QRES" + bytes(20))
     with pytest.raises(containers.ContainerError, match=r"bad\.rcc: not a Qt resource file"):
         containers.open_container(str(path))
-    path.write_bytes(_rcc({"/p.bin": (PHOTO, False)})[:60])  # cut inside the data
+    path.write_bytes(rcc_file({"/p.bin": (PHOTO, False)})[:60])  # cut inside the data
     with pytest.raises(containers.ContainerError, match=r"bad\.rcc: malformed \.rcc file"):
         containers.open_container(str(path))
 

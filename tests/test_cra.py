@@ -207,7 +207,7 @@ def test_interpolation_matrix_matches_tf_resize():
 @pytest.fixture(scope="module")
 def generator():
     """A random-weight generator whose API graph is traced once for the tests of its unit
-    (test_infer.random_generator; conftest.py runs this file in that unit)."""
+    (shared.random_generator; conftest.py runs this file in that unit)."""
     from shared import random_generator
 
     return random_generator()

@@ -417,7 +417,7 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
         assert stats["difference"] < 1e-3, (name, stats)
     # FusedAdam under MirroredStrategy: both device copies equal keras Adam's, which equal
     # Adam's equations for the summed gradient (3 times the first replica's, replicas 1 and 2).
-    from test_optimizers import numpy_adam
+    from reference import numpy_adam
     fused, plain = (result["adam"][k] for k in ("fused", "keras"))
     for i, shape in enumerate([(3, 3, 2, 4), (4,)]):
         summed = 3 * np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from hifill_tf.data import photos
-from test_containers import _rcc
+from shared import rcc_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VERSIONS = {"pkg-a": "1.0", "pkg-b": "2.0"}
@@ -72,7 +72,7 @@ def world(tmp_path):
     _build_deb(debs, "pkg-a", "1.0", {"usr/share/pics/one.jpg": img[0], "usr/share/pics/two.png": img[2],
                                       "usr/share/pics/drawing.png": _image_bytes(9, "PNG")})
     _build_deb(debs, "pkg-b", "2.0", {"usr/share/b/three.jpg": img[3], "usr/share/b/demo.jpg": img[1],
-                                      "usr/share/b/res.rcc": _rcc({"/img/five.webp": (img[5], True),
+                                      "usr/share/b/res.rcc": rcc_file({"/img/five.webp": (img[5], True),
                                                                    "/img/logo.png": (img[2], False)}),
                                       "usr/share/b/atlas.png": img[6]})
     shared = tmp_path / "shared"
@@ -150,7 +150,7 @@ def test_changed_files_fail_naming_each(world):
                                                "usr/share/pics/two.png": tampered})
     _build_deb(world["debs"], "pkg-b", "2.0", {
         "usr/share/b/three.jpg": world["img"][3], "usr/share/b/demo.jpg": world["img"][1],
-        "usr/share/b/res.rcc": _rcc({"/img/five.webp": (world["img"][5][::-1], True)}),
+        "usr/share/b/res.rcc": rcc_file({"/img/five.webp": (world["img"][5][::-1], True)}),
         "usr/share/b/atlas.png": world["img"][6]})
     with pytest.raises(photos.PhotoError) as error:
         _fetch(world)
@@ -190,7 +190,7 @@ def test_file_gone_from_new_package_version(world):
     (world["debs"] / "pkg-b_2.0_all.deb").unlink()
     _build_deb(world["debs"], "pkg-b", "2.1", {
         "usr/share/b/three.jpg": world["img"][3], "usr/share/b/demo.jpg": world["img"][1],
-        "usr/share/b/res.rcc": _rcc({"/img/logo.png": (world["img"][2], False)}),
+        "usr/share/b/res.rcc": rcc_file({"/img/logo.png": (world["img"][2], False)}),
         "usr/share/b/atlas.png": world["img"][6]})
     summary, out, log = _fetch(world, out=world["tmp"] / "out3")
     assert summary["missing"] == ["pkg-a:usr/share/pics/one.jpg", "pkg-b:usr/share/b/res.rcc::/img/five.webp"]

@@ -1,7 +1,6 @@
 """Tests for hifill_tf.data.pipeline: decoding, crops, skipped files, TFDS sources."""
 
 import logging
-import math
 import os
 
 import numpy as np

@@ -36,11 +36,8 @@ from hifill_tf.io import atomic_file
 from hifill_tf.models.discriminator import Discriminator
 from hifill_tf.models.generator import Generator
 from hifill_tf.training import losses, state
-from hifill_tf.training.config import DEFAULTS, TrainingError, check_config
-from hifill_tf.weights import load_generator_weights, save_generator_weights
-
-CONFIG_FILE = "config.json"
-STATE_DIR = "state"
+from hifill_tf.training.config import CONFIG_FILE, DEFAULTS, STATE_DIR, TrainingError, check_config
+from hifill_tf.weights import save_generator_weights
 BEST_WEIGHTS = "best.npz"
 VALIDATION_LOG = "validation-network.jsonl"
 LOSS_NAMES = ("g_loss", "rec_loss", "coarse_rec_loss", "adv_loss", "d_loss", "wasserstein",
@@ -259,15 +256,13 @@ def _restore(config, generator, critic, g_optimizer, d_optimizer, progress):
         key = np.asarray(meta.get("key", [0, config["seed"]]), np.uint32)
         return step, meta.get("images_seen", config["images_seen_before"]), key
     if config["init_generator"]:
-        source = config["init_generator"]
-        if source.endswith(".npz"):
-            load_generator_weights(generator, source)
-        elif state.has_state(os.path.join(source, STATE_DIR)):
-            state.load_weights(os.path.join(source, STATE_DIR, "generator.npz"), generator)
-        else:
-            raise TrainingError(f"--init_generator {source}: not a weights .npz file and no "
-                                f"{STATE_DIR}/ folder in it")
-        progress(f"generator initialised from {source}")
+        from hifill_tf import loading
+
+        try:
+            source = loading.load_weights_into(generator, config["init_generator"])
+        except loading.ModelError as error:
+            raise TrainingError(f"--init_generator {error}") from error
+        progress(f"generator initialised from {source.path}")
     return 0, config["images_seen_before"], np.asarray(jax.random.key_data(
         jax.random.PRNGKey(config["seed"])), np.uint32)
 

@@ -31,10 +31,10 @@ from hifill_tf.models.generator import Generator, paste
 from hifill_tf.training import cpu, state
 from hifill_tf.training.checkpoints import checkpoint_for, restore_checkpoint
 from hifill_tf.training.config import (
-    CHECKPOINT_DIR, CONFIG_FILE, DEFAULTS, STATE_DIR, TrainingError, check_config, read_config)
+    CHECKPOINT_DIR, CONFIG_FILE, DEFAULTS, STATE_DIR, TrainingError, check_config)
 from hifill_tf.training.gan import HiFillGAN
 from hifill_tf.training.optimizers import FusedAdam
-from hifill_tf.weights import load_generator_weights, save_generator_weights
+from hifill_tf.weights import save_generator_weights
 
 logger = logging.getLogger("hifill_tf.train")
 
