@@ -14,7 +14,6 @@ IOPaint's JSON (`hifill_tf.app.errors`); JSON routes take only `application/json
 import json
 import logging
 import re
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -151,11 +150,8 @@ def inpaint_request(service, body, ticket):
         with ThreadPoolExecutor(1) as pool:
             reading = pool.submit(photos.read_hole_mask, mask_bytes, mask_header, header)
             del mask_bytes
-            with tempfile.NamedTemporaryFile(prefix="hifill-api-") as f:
-                f.write(image_bytes)
-                f.flush()
-                del image_bytes
-                photo = photos.read_photo(f.name, "image", header)
+            photo = photos.read_photo(image_bytes, "image", header)
+            del image_bytes
             mask = reading.result()
         coverage = io.validate_mask(mask, "mask")
         tick = time.monotonic()
