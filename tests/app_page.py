@@ -58,13 +58,16 @@ def free_port():
 class Server:
     """`python -m hifill_tf.app` on a free port of 127.0.0.1, ready when constructed."""
 
-    def __init__(self, *args, timeout=300):
+    def __init__(self, *args, timeout=300, tree=REPO):
+        """`tree`: the source tree whose hifill_tf serves (another checkout, for comparisons)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        if tree != REPO:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hifill_tf.app", "--port", str(self.port), *map(str, args)],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.output = []
         deadline = time.monotonic() + timeout

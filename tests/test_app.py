@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from hifill_tf import io
 
@@ -598,3 +598,91 @@ def test_read_photo_format_from_content(tmp_path, photo):
         result = photos.read_photo(str(path))
         assert result.rgb.shape == photo.shape
         assert photos.encode_result(result.rgb, result)[1] == extension, fmt
+
+
+def _png_chunks(data):
+    """[(kind, payload)] of a PNG file."""
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        chunks.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return chunks
+
+
+def _png_file(chunks):
+    def chunk(kind, payload):
+        return (len(payload).to_bytes(4, "big") + kind + payload
+                + zlib.crc32(kind + payload).to_bytes(4, "big"))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunk(k, p) for k, p in chunks)
+
+
+def _png_variants(photo):
+    """(name, PNG bytes, whether photos reads it on two cores) of PNGs io.read_image reads
+    in different ways, or refuses."""
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 256, (1000, 1500, 4), np.uint8)
+    rgba = np.concatenate([photo, rng.integers(0, 256, photo.shape[:2] + (1,), np.uint8)], 2)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    variants = [("rgb", _encode(photo), True), ("rgba", _encode(rgba), True),
+                ("rgb noise, many IDATs", _encode(noise[..., :3]), True),
+                ("rgba noise", _encode(noise), True),
+                ("one stored block exactly", _encode(noise[:15, :1456, :3]), True),
+                ("two stored blocks exactly", _encode(noise[:30, :1456, :3]), True),
+                ("our Up-filtered writer", photos.encode_png(noise[..., :3]), True),
+                ("gray", _encode(photo[..., 0]), False),
+                ("16-bit", _encode(photo[..., 0].astype(np.uint16) * 257), False),
+                ("palette", _encode_image(Image.fromarray(photo).quantize(64)), False),
+                ("exif orientation", _encode_image(Image.fromarray(photo), exif=exif), False)]
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "a photo")
+    variants.append(("text", _encode_image(Image.fromarray(photo), pnginfo=info), False))
+    plain = _encode(noise[:200, :300, :3])
+    chunks = _png_chunks(plain)
+    idat = b"".join(p for k, p in chunks if k == b"IDAT")
+    raw = zlib.decompress(idat)
+    header = [c for c in chunks if c[0] == b"IHDR"]
+    interlaced = [(b"IHDR", header[0][1][:12] + b"\1")]
+    variants += [
+        ("extra data after the rows", _png_file(
+            header + [(b"IDAT", zlib.compress(raw + b"\2" * 5000)), (b"IEND", b"")]), True),
+        ("empty IDAT chunks", _png_file(
+            header + [(b"IDAT", b""), (b"IDAT", idat), (b"IDAT", b""), (b"IEND", b"")]), True),
+        ("truncated rows", _png_file(
+            header + [(b"IDAT", zlib.compress(raw[:-700])), (b"IEND", b"")]), True),
+        ("truncated file", plain[:len(plain) // 2], False),
+        ("corrupt data", plain[:3000] + bytes(1000) + plain[4000:], True),
+        ("interlace flag", _png_file(interlaced + chunks[1:]), False)]
+    return variants
+
+
+def _encode_image(image, **options):
+    buffer = _io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def test_png_read_on_two_cores_is_io_read_image(tmp_path, photo):
+    """read_photo of PNG bytes gives io.read_image's pixels and alpha, or its error, for
+    every kind of PNG; the plain ones go through the two-core reader."""
+    for name, data, plain in _png_variants(photo):
+        assert (photos._plain_png(data) is not None) == plain, name
+        path = tmp_path / "image"
+        path.write_bytes(data)
+        try:
+            expected = photos.read_photo(str(path), "image")
+        except io.InputError as e:
+            with pytest.raises(io.InputError) as raised:
+                photos.read_photo(data, "image")
+            assert str(raised.value) == str(e), name
+            continue
+        result = photos.read_photo(data, "image")
+        np.testing.assert_array_equal(result.rgb, expected.rgb, err_msg=name)
+        assert result.rgb.flags.c_contiguous and result.rgb.flags.writeable, name
+        if expected.alpha is None:
+            assert result.alpha is None, name
+        else:
+            np.testing.assert_array_equal(result.alpha, expected.alpha, err_msg=name)
+        if plain and "truncated" not in name and "corrupt" not in name:
+            assert photos._read_plain_png(data) is not None, name  # not the fallback

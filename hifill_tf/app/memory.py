@@ -174,15 +174,18 @@ def _glibc():
 
 
 def configure_allocator():
-    """Buffers of 1 MB and more get their own mappings, returned to the system when freed.
+    """Buffers of 32 MB and more get their own mappings, returned to the system when freed.
 
-    glibc raises its mmap threshold after each large free (up to 32 MB), after which Pillow's
-    16 MB blocks and NumPy's arrays are carved from per-thread heaps that it rarely shrinks:
-    RSS ratcheted up with every large photo. Process-wide; called once by the server.
+    glibc moves its mmap threshold with each large free; fixed here at its largest value,
+    photo-sized buffers still go back at once, while the smaller ones (the network's tensors,
+    Pillow's 16 MB blocks) are reused from glibc's heaps within a request instead of being
+    mapped and zeroed afresh each time: an 8K fill took 0.65 s instead of 0.95 s with 1 MB.
+    `release_memory` returns the heaps' free pages after each request (`release_memory_soon`).
+    Process-wide; called once by the server.
     """
     libc = _glibc()
     if libc:
-        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
 
 
 def release_memory():

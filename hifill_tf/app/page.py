@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -134,20 +135,30 @@ def theme():
                              font_mono=["ui-monospace", "monospace"])
 
 
-def build(service):
-    """The page (a gr.Blocks) over `service` (a `hifill_tf.app.service.Inpainting`)."""
-    import gradio as gr
+class _Actions:
+    """What the page's buttons do, over `service` (a `hifill_tf.app.service.Inpainting`)."""
 
-    results = _Results()
+    def __init__(self, service):
+        self.service = service
+        self.results = _Results()
 
-    def load(path):
+    def photo(self, path, name):
+        """The photo at `path`, or gr.Error with the reason, naming the file as `name`."""
+        import gradio as gr
+
+        try:
+            return self.results.photo(path, self.service.budget)
+        except (io.InputError, memory.OverBudget) as e:
+            raise gr.Error(_message(e, path, name), print_exception=False) from None
+
+    def load(self, path):
+        """A photo opened (or cleared): the state, editor, comparison, download and status."""
+        import gradio as gr
+
         if not path:
             return None, None, None, gr.update(value=None, visible=False), "Open a photo to start."
         name = os.path.basename(path)
-        try:
-            photo = results.photo(path, service.budget)
-        except (io.InputError, memory.OverBudget) as e:
-            raise gr.Error(_message(e, path, name), print_exception=False) from None
+        photo = self.photo(path, name)
         height, width = photo.rgb.shape[:2]
         small = preview(photo.rgb)
         shown = (f"shown at {small.shape[1]}x{small.shape[0]}; the result has the full size"
@@ -158,26 +169,23 @@ def build(service):
         return ({"path": path, "name": name}, editor_value, None,
                 gr.update(value=None, visible=False), status)
 
-    def restore(state):
+    def restore(self, state):
         """The editor's Clear removes the photo with the paint: put the photo back."""
         if not state:
             return None
-        try:
-            photo = results.photo(state["path"], service.budget)
-        except (io.InputError, memory.OverBudget) as e:
-            raise gr.Error(_message(e, state["path"], state["name"]), print_exception=False)
+        photo = self.photo(state["path"], state["name"])
         return {"background": preview(photo.rgb), "layers": [], "composite": None}
 
-    def run(state, editor_value, dilate, progress=gr.Progress()):
+    def run(self, state, editor_value, dilate, progress):
+        """Inpaint pressed: the comparison, the download button and the status."""
+        import gradio as gr
+
         if not state:
             raise gr.Error("Open a photo first.", print_exception=False)
         path, name = state["path"], state["name"]
         tick = time.monotonic()
         progress(0, desc="Reading the photo")
-        try:
-            photo = results.photo(path, service.budget)
-        except (io.InputError, memory.OverBudget) as e:
-            raise gr.Error(_message(e, path, name), print_exception=False) from None
+        photo = self.photo(path, name)
         height, width = photo.rgb.shape[:2]
         mask = painted_mask((editor_value or {}).get("layers"), photo.rgb.shape)
         if mask is None:
@@ -187,13 +195,13 @@ def build(service):
             mask = io.dilate_mask(mask, int(dilate))
         try:
             coverage = io.validate_mask(mask, "the painted hole")
-            with service.budget.ticket() as ticket:
+            with self.service.budget.ticket() as ticket:
                 ticket.grow(height * width * memory.BYTES_PER_PIXEL, f"a {width}x{height} photo")
                 progress(0.1, desc=f"Filling {100 * coverage:.1f}% of {width}x{height}")
-                result = service(photo.rgb, mask, name=name)
+                result = self.service(photo.rgb, mask, name=name)
                 del mask
                 progress(0.9, desc="Writing the result")
-                output = photos.write_result(results.path_stem(name), result, photo)
+                output = photos.write_result(self.results.path_stem(name), result, photo)
         except (io.InputError, memory.OverBudget) as e:
             raise gr.Error(_message(e, path, name), print_exception=False) from None
         seconds = time.monotonic() - tick
@@ -203,6 +211,28 @@ def build(service):
         return ((preview(photo.rgb), preview(result)),
                 gr.update(value=output, visible=True, label=label), status)
 
+
+class _Parts(NamedTuple):
+    """The page's components that events read or write."""
+
+    photo: object
+    editor: object
+    dilate: object
+    run_button: object
+    compare: object
+    download: object
+    status: object
+
+
+def build(service):
+    """The page (a gr.Blocks) over `service` (a `hifill_tf.app.service.Inpainting`)."""
+    import gradio as gr
+
+    actions = _Actions(service)
+
+    def run(state, editor_value, dilate, progress=gr.Progress()):
+        return actions.run(state, editor_value, dilate, progress)
+
     with gr.Blocks(title="HiFill inpainting", delete_cache=(RESULTS_KEPT_SECONDS,
                                                             RESULTS_KEPT_SECONDS)) as page:
         state = gr.State(None)
@@ -211,33 +241,42 @@ def build(service):
                     "with the brush, press **Inpaint**. The painting is on a preview; the "
                     "result has the photo's full resolution and format. "
                     f"Model: {service.name}, network {service.network_size}.")
-        with gr.Row():
-            with gr.Column(scale=3):
-                photo = gr.File(label="Photo: open or drop", file_types=_UPLOAD_TYPES,
-                                type="filepath", elem_id="photo", height=120)
-                editor = gr.ImageEditor(
-                    label="Paint the hole (brush; eraser, undo and clear in the toolbar)",
-                    elem_id="editor", sources=(), type="numpy", image_mode="RGBA",
-                    layers=False, transforms=(), format="png", interactive=True, height=560,
-                    brush=gr.Brush(default_size=BRUSH_SIZE, colors=[("#ff00ff", 0.6)],
-                                   color_mode="fixed"),
-                    eraser=gr.Eraser(default_size=BRUSH_SIZE), buttons=["fullscreen"])
-                with gr.Row():
-                    dilate = gr.Slider(0, MAX_DILATE, value=0, step=1, elem_id="dilate",
-                                       label="Grow the hole by (pixels of the photo)")
-                    run_button = gr.Button("Inpaint", variant="primary", elem_id="run")
-            with gr.Column(scale=2):
-                compare = gr.ImageSlider(label="Before / after (drag the handle)",
-                                         elem_id="compare", interactive=False, type="numpy",
-                                         format="jpeg", buttons=["fullscreen"])
-                download = gr.DownloadButton("Download", visible=False, elem_id="download",
-                                             variant="primary")
-                status = gr.Markdown("Open a photo to start.", elem_id="status")
-
-        outputs = [state, editor, compare, download, status]
-        photo.upload(load, photo, outputs, show_progress="minimal")
-        photo.clear(load, photo, outputs)
-        editor.clear(restore, state, editor, show_progress="hidden")
-        run_button.click(run, [state, editor, dilate], [compare, download, status],
-                         concurrency_limit=1)
+        parts = _layout()
+        outputs = [state, parts.editor, parts.compare, parts.download, parts.status]
+        parts.photo.upload(actions.load, parts.photo, outputs, show_progress="minimal")
+        parts.photo.clear(actions.load, parts.photo, outputs)
+        parts.editor.clear(actions.restore, state, parts.editor, show_progress="hidden")
+        parts.run_button.click(run, [state, parts.editor, parts.dilate],
+                               [parts.compare, parts.download, parts.status],
+                               concurrency_limit=1)
     return page
+
+
+def _layout() -> _Parts:
+    """The editor column (photo, editor, dilation, Inpaint) beside the result column
+    (comparison, download, status)."""
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column(scale=3):
+            photo = gr.File(label="Photo: open or drop", file_types=_UPLOAD_TYPES,
+                            type="filepath", elem_id="photo", height=120)
+            editor = gr.ImageEditor(
+                label="Paint the hole (brush; eraser, undo and clear in the toolbar)",
+                elem_id="editor", sources=(), type="numpy", image_mode="RGBA",
+                layers=False, transforms=(), format="png", interactive=True, height=560,
+                brush=gr.Brush(default_size=BRUSH_SIZE, colors=[("#ff00ff", 0.6)],
+                               color_mode="fixed"),
+                eraser=gr.Eraser(default_size=BRUSH_SIZE), buttons=["fullscreen"])
+            with gr.Row():
+                dilate = gr.Slider(0, MAX_DILATE, value=0, step=1, elem_id="dilate",
+                                   label="Grow the hole by (pixels of the photo)")
+                run_button = gr.Button("Inpaint", variant="primary", elem_id="run")
+        with gr.Column(scale=2):
+            compare = gr.ImageSlider(label="Before / after (drag the handle)",
+                                     elem_id="compare", interactive=False, type="numpy",
+                                     format="jpeg", buttons=["fullscreen"])
+            download = gr.DownloadButton("Download", visible=False, elem_id="download",
+                                         variant="primary")
+            status = gr.Markdown("Open a photo to start.", elem_id="status")
+    return _Parts(photo, editor, dilate, run_button, compare, download, status)

@@ -14,7 +14,6 @@ IOPaint's JSON (`hifill_tf.app.errors`); JSON routes take only `application/json
 import json
 import logging
 import re
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -151,11 +150,8 @@ def inpaint_request(service, body, ticket):
         with ThreadPoolExecutor(1) as pool:
             reading = pool.submit(photos.read_hole_mask, mask_bytes, mask_header, header)
             del mask_bytes
-            with tempfile.NamedTemporaryFile(prefix="hifill-api-") as f:
-                f.write(image_bytes)
-                f.flush()
-                del image_bytes
-                photo = photos.read_photo(f.name, "image", header)
+            photo = photos.read_photo(image_bytes, "image", header)
+            del image_bytes
             mask = reading.result()
         coverage = io.validate_mask(mask, "mask")
         tick = time.monotonic()
@@ -224,19 +220,31 @@ def gen_info(upload):
 def add_routes(app, service, on_finish=None):
     """Adds the routes to a FastAPI app; `on_finish` (async) runs after each fill (IOPaint's
     page hears of it on socket.io)."""
-    from fastapi import Request
+    _add_error_handlers(app)
+    _add_model_routes(app, service)
+    _add_work_routes(app, service, on_finish)
+    _add_feature_off_routes(app)
+    _add_unknown_route(app)  # last: it catches every other path under PREFIX
+
+
+def _ticket(request, service):
+    """The request's memory ticket: the one the guard opened for its body, else a new one."""
+    return guard.ticket(request.scope) or service.budget.ticket()
+
+
+async def _in_thread(function, *args):
+    """`function(*args)` in a worker thread; running out of memory there is a 413."""
     from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import JSONResponse, Response
+
+    try:
+        return await run_in_threadpool(function, *args)
+    except MemoryError:
+        raise RequestError("image too large for this server's memory", 413) from None
+
+
+def _add_error_handlers(app):
+    """Every error as IOPaint's JSON: refusals, the budget's, the routing's and failures."""
     from starlette.exceptions import HTTPException
-
-    def ticket_of(request):
-        return guard.ticket(request.scope) or service.budget.ticket()
-
-    async def run(function, *args):
-        try:
-            return await run_in_threadpool(function, *args)
-        except MemoryError:
-            raise RequestError("image too large for this server's memory", 413) from None
 
     @app.exception_handler(RequestError)
     async def refused(request, e):
@@ -255,22 +263,15 @@ def add_routes(app, service, on_finish=None):
         logging.getLogger(__name__).exception("%s %s failed", request.method, request.url.path)
         return error_response(500, f"{type(e).__name__}: {e}")
 
+
+def _add_model_routes(app, service):
+    """health, server-config, model, samplers and inputimage: what the server holds."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
     @app.get(PREFIX + "/health")
     def health():
         return service.health()
-
-    @app.post(PREFIX + "/inpaint")
-    async def inpaint(request: Request):
-        require(request, "application/json")
-        ticket = ticket_of(request)
-        try:
-            content, media, headers = await run(inpaint_request, service,
-                                                await request.body(), ticket)
-        finally:
-            ticket.release()
-        if on_finish is not None:
-            await on_finish()
-        return Response(content=content, media_type=media, headers=headers)
 
     @app.get(PREFIX + "/server-config")
     def get_server_config():
@@ -299,6 +300,41 @@ def add_routes(app, service, on_finish=None):
         return JSONResponse({"error": "HTTPException", "detail": "No input image configured",
                              "body": "", "errors": "200: No input image configured"})
 
+
+def _add_work_routes(app, service, on_finish):
+    """inpaint and adjust_mask: the routes that decode images, within the memory budget."""
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    @app.post(PREFIX + "/inpaint")
+    async def inpaint(request: Request):
+        require(request, "application/json")
+        ticket = _ticket(request, service)
+        try:
+            content, media, headers = await _in_thread(inpaint_request, service,
+                                                       await request.body(), ticket)
+        finally:
+            ticket.release()
+        if on_finish is not None:
+            await on_finish()
+        return Response(content=content, media_type=media, headers=headers)
+
+    @app.post(PREFIX + "/adjust_mask")
+    async def adjust_mask(request: Request):
+        require(request, "application/json")
+        ticket = _ticket(request, service)
+        try:
+            content = await _in_thread(adjust_mask_request, await request.body(), ticket)
+        finally:
+            ticket.release()
+        return Response(content=content, media_type="image/png")
+
+
+def _add_feature_off_routes(app):
+    """gen-info, save_image and the plugin routes, answered as IOPaint answers them when the
+    feature is off."""
+    from fastapi import Request
+
     @app.post(PREFIX + "/gen-info")
     async def post_gen_info(request: Request):
         require(request, "multipart/form-data")
@@ -307,7 +343,7 @@ def add_routes(app, service, on_finish=None):
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise RequestError("file: missing; send the photo as the form field 'file'")
-            return await run(gen_info, upload.file)
+            return await _in_thread(gen_info, upload.file)
         finally:
             await form.close()
 
@@ -328,15 +364,10 @@ def add_routes(app, service, on_finish=None):
         name = parse_json(await request.body(), '{"name": ..., "image": ...}').get("name")
         raise RequestError(f"Plugin not found: {name!r} (this server has no plugins)", 422)
 
-    @app.post(PREFIX + "/adjust_mask")
-    async def adjust_mask(request: Request):
-        require(request, "application/json")
-        ticket = ticket_of(request)
-        try:
-            content = await run(adjust_mask_request, await request.body(), ticket)
-        finally:
-            ticket.release()
-        return Response(content=content, media_type="image/png")
+
+def _add_unknown_route(app):
+    """Any other path under PREFIX: 405 naming the methods a path has, else 404."""
+    from fastapi import Request
 
     @app.api_route(PREFIX + "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     def unknown(request: Request, path):
