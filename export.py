@@ -41,8 +41,8 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         # TensorFlow logs hundreds of INFO lines while saving (renamed capture inputs); -v 0 shows them.
         logging.set_verbosity(logging.WARNING)
-    if shared_flags.check_one_model():
-        sys.exit(f"export.py: {shared_flags.check_one_model()}")
+    if problem := shared_flags.check_one_model():
+        sys.exit(f"export.py: {problem}")
     output_dir = os.path.abspath(FLAGS.output_dir)
     try:
         find_model(FLAGS.weights, checkpoint=FLAGS.checkpoint)

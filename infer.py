@@ -91,8 +91,8 @@ def _check_flags():
         raise _usage(f"{mode} needs --{output_flag}")
     if (FLAGS[mask_flag].value is None) == (not FLAGS.mask_from_alpha):
         raise _usage(f"give one of --{mask_flag} and --mask_from_alpha")
-    if shared_flags.check_one_model():
-        raise _usage(shared_flags.check_one_model())
+    if problem := shared_flags.check_one_model():
+        raise _usage(problem)
     if FLAGS.overwrite and FLAGS.skip_existing:
         raise _usage("give --overwrite or --skip_existing, not both")
     if batch and io.same_file(FLAGS.input_dir, FLAGS.output_dir):

@@ -5,8 +5,7 @@
 """
 
 from hifill_tf.lazy import lazy_names
-
-__version__ = "0.1.0"
+from hifill_tf.version import __version__  # noqa: F401 (public)
 
 # The public names load TensorFlow, so they are imported on first use (PEP 562): a front end
 # that needs only ``hifill_tf.io`` (``infer.py --help``, a flag error) answers without it.

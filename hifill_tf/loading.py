@@ -225,6 +225,6 @@ def load_inpainter(weights_path=None, saved_model=None, max_pixels=None, feather
             generator = api.default_generator()
         except (OSError, ValueError, KeyError) as error:
             raise ModelError(f"{path}: not a usable generator weights file: {error}") from error
-        description = f"bundled weights {path}"
+        description = str(Source("bundled weights", path))
     # max_pixels None: api.inpaint uses the budget the generator was trained for.
     return GeneratorInpainter(generator, max_pixels, description, feather)

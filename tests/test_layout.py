@@ -17,7 +17,7 @@ PACKAGE = ROOT / "hifill_tf"
 # Layers from the bottom. A module may import modules of its own layer or of lower ones, never
 # of a higher one; a module's layer is that of its longest matching prefix.
 LAYERS = [
-    ["hifill_tf.lazy", "hifill_tf.console", "hifill_tf.imports", "hifill_tf.flags",
+    ["hifill_tf.lazy", "hifill_tf.version", "hifill_tf.console", "hifill_tf.imports", "hifill_tf.flags",
      "hifill_tf.io", "hifill_tf.data.files", "hifill_tf.training.config",
      "hifill_tf.export.output_dir"],
     ["hifill_tf.layers", "hifill_tf.data.masks", "hifill_tf.data.photos",

@@ -48,8 +48,8 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
         return 2
-    if shared_flags.check_one_model():
-        print(f"error: {shared_flags.check_one_model()}", file=sys.stderr)
+    if problem := shared_flags.check_one_model():
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if FLAGS.web_app and not os.path.isfile(os.path.join(FLAGS.web_app, "index.html")):
         print(f"error: --web_app: {FLAGS.web_app}: no index.html; give the folder of a built "

@@ -80,7 +80,7 @@ class Inpainting:
         return self.budget.total // memory.BYTES_PER_PIXEL
 
     def health(self):
-        from importlib.metadata import version
+        from hifill_tf.version import __version__
 
         return {
             "status": "ok",
@@ -93,5 +93,5 @@ class Inpainting:
             "max_body": self.max_body,
             "largest_photo_pixels": self.largest_photo(),
             "rss": memory.rss_bytes(),
-            "hifill_tf": version("hifill_tf"),
+            "hifill_tf": __version__,
         }

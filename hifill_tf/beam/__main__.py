@@ -65,8 +65,8 @@ def _check_flags():
             raise _usage(f"--{name} is required")
     if (FLAGS.mask_dir is None) == (not FLAGS.mask_from_alpha):
         raise _usage("give one of --mask_dir and --mask_from_alpha")
-    if shared_flags.check_one_model():
-        raise _usage(shared_flags.check_one_model())
+    if problem := shared_flags.check_one_model():
+        raise _usage(problem)
 
 
 def _settings():

@@ -79,8 +79,8 @@ def main(argv):
         for path in (FLAGS.output, FLAGS.json):
             if path:
                 _check_writable(path)
-        if shared_flags.check_one_model():
-            raise InputError(shared_flags.check_one_model())
+        if problem := shared_flags.check_one_model():
+            raise InputError(problem)
         generator, model = None, None
         if {"hifill", "bicubic"} & set(methods):
             generator, source = loading.generator_from(FLAGS.weights or FLAGS.checkpoint)
