@@ -163,21 +163,36 @@ def chunk_rows(cells, fill, chunk_bytes):
 
 
 def fill_photo(image, cells, fill, step):
-    """The filled photo, ``step`` rows of every cell row at a time (``fill_chunk``)."""
+    """The filled photo, ``step`` rows of every cell row at a time (``fill_chunk``).
+
+    Only the rows of the cell rows that hold a target are kept from each chunk; one scatter
+    puts them into a copy of the photo, the only photo-sized buffer made.
+    """
     size = cells.size
     num_chunks = (size + step - 1) // step
+    target_rows = tf.unique(fill.targets // cells.gw).y  # cell rows holding a target
     parts = tf.TensorArray(tf.uint8, size=num_chunks, infer_shape=False,
-                           element_shape=tf.TensorShape([None, None, 3]))
-    _, parts = tf.while_loop(lambda k, _: k < num_chunks,
-                             lambda k, ta: (k + 1, ta.write(k, fill_chunk(image, cells, fill, k, step))),
-                             [0, parts], parallel_iterations=1)
-    # Chunk k holds rows (a, r) of all cell rows a, r in [k step, k step + count_k): put each
-    # photo row y = a size + r back in place with one gather.
-    y = tf.range(cells.height)
-    a, r = y // size, y % size
-    k = r // step
-    count = tf.minimum(step, size - k * step)
-    return tf.gather(parts.concat(), k * cells.gh * step + a * count + r - k * step)
+                           element_shape=tf.TensorShape([None, None]))
+    places = tf.TensorArray(tf.int32, size=num_chunks, infer_shape=False,
+                            element_shape=tf.TensorShape([None]))
+
+    def write_chunk(k, parts, places):
+        start = k * step
+        count = tf.minimum(step, size - start)
+        band = fill_chunk(image, cells, fill, k, step)
+        # Band row a * count + r is photo row a * size + start + r; rows past the photo are
+        # its mirror padding.
+        photo_rows = tf.reshape(target_rows[:, None] * size + start + tf.range(count)[None], [-1])
+        band_rows = tf.reshape(target_rows[:, None] * count + tf.range(count)[None], [-1])
+        inside = photo_rows < cells.height
+        rows = tf.reshape(tf.gather(band, tf.boolean_mask(band_rows, inside)), [-1, cells.width * 3])
+        return k + 1, parts.write(k, rows), places.write(k, tf.boolean_mask(photo_rows, inside))
+
+    _, parts, places = tf.while_loop(lambda k, *_: k < num_chunks, write_chunk,
+                                     [0, parts, places], parallel_iterations=1)
+    flat = tf.tensor_scatter_nd_update(tf.reshape(image, [cells.height, -1]),
+                                       places.concat()[:, None], parts.concat())
+    return tf.reshape(flat, tf.shape(image))
 
 
 def fill_chunk(image, cells, fill, k, step):

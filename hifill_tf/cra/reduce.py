@@ -27,6 +27,19 @@ def reduce_hole(hole, factor, net_h, net_w):
     return tf.reshape(out, [net_h, net_w, 1])
 
 
+# Bound on the float32 band of photo rows averaged at a time: buffers this small are reused
+# from the allocator's heap (an 8K photo's 16-row bands were 44 MB each, mapped afresh).
+BAND_BYTES = 8 * 1024 * 1024
+
+
+def _rows_per_band(factor, width):
+    """Network rows averaged at a time: the largest of 16, 8, 4, 2, 1 whose float32 band of
+    photo rows fits in BAND_BYTES (a divisor of CELL, so of the network's height)."""
+    counts = tf.constant([CELL, CELL // 2, CELL // 4, CELL // 8, 1])
+    fits = (counts * factor * width * 12 <= BAND_BYTES) | (counts == 1)
+    return counts[tf.argmax(tf.cast(fits, tf.int32))]
+
+
 def reduce_photo(image, hole, factor, net_h, net_w):
     """f x f averages and any-pixel hole of the mirror-padded photo, without padding it (§4.1).
 
@@ -34,23 +47,24 @@ def reduce_photo(image, hole, factor, net_h, net_w):
     ``(net_h f) x (net_w f)``, at most one cell more than the photo.
     Returns (low float32 [net_h, net_w, 3] in 0..255, low hole float32 [net_h, net_w, 1]).
 
-    One band of 16 output rows at a time: only that band is cast to float32. Rows are
-    summed first (exact: integers below 2^24), then the few padding columns mirrored onto
-    the 16-row sums, then columns summed; one division by f^2, so the result is the mean.
+    A band of network rows at a time (``_rows_per_band``): only that band is cast to
+    float32. Rows are summed first (exact: integers below 2^24), then the few padding columns
+    mirrored onto the row sums, then columns summed; one division by f^2, so the result is
+    the mean.
     """
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    rows = CELL * factor
+    count = _rows_per_band(factor, width)
 
     def average_band(k):
-        x = tf.cast(band(image, k, rows, height), tf.float32)
-        x = tf.reduce_sum(tf.reshape(x, [CELL, factor, width, 3]), axis=1)
-        x = tf.reduce_sum(tf.reshape(pad_columns(x, net_w * factor), [CELL, net_w, factor, 3]), axis=2)
-        h = _hole_band(hole, k, factor, net_w)
-        return x / tf.cast(factor * factor, tf.float32), tf.cast(h, tf.float32)
+        x = tf.cast(band(image, k, count * factor, height), tf.float32)
+        x = tf.reduce_sum(tf.reshape(x, [count, factor, width, 3]), axis=1)
+        x = tf.reduce_sum(tf.reshape(pad_columns(x, net_w * factor), [count, net_w, factor, 3]), axis=2)
+        return x / tf.cast(factor * factor, tf.float32)
 
-    low, low_hole = tf.map_fn(average_band, tf.range(net_h // CELL),
-                              fn_output_signature=(tf.float32, tf.float32), parallel_iterations=2)
-    return (tf.reshape(low, [net_h, net_w, 3]), tf.reshape(low_hole, [net_h, net_w, 1]))
+    low = tf.map_fn(average_band, tf.range(net_h // count), fn_output_signature=tf.float32,
+                    parallel_iterations=2)
+    low_hole = tf.cast(reduce_hole(hole, factor, net_h, net_w), tf.float32)
+    return tf.reshape(low, [net_h, net_w, 3]), low_hole
 
 
 def reduce_to_grid(image, hole, factor, net_h, net_w):
