@@ -81,6 +81,7 @@ class Guard:
             return await self.app(scope, receive, send)
 
         ticket_ = self.budget.ticket()
+        body = None
         try:
             body = await self._read_body(scope, headers, receive, send, ticket_)
             if body is None:
@@ -88,6 +89,7 @@ class Guard:
             scope[_TICKET] = ticket_
             await self.app(scope, _replay(body, receive), send)
         finally:
+            body = scope[_TICKET] = None  # freed before the release gives memory back
             ticket_.release()
 
     def _refusal(self, scope, headers):

@@ -5,7 +5,7 @@ before the body is read, `BODY_COPIES` times: the bytes, the JSON text, the deco
 then its photo's pixel count from the file header (`BYTES_PER_PIXEL` each: decoding, the
 fill's tensors, encoding). Work that fits is admitted, work that would overflow waits for
 memory to be returned (up to `QUEUE_SECONDS`), and work larger than the whole budget is refused
-at once. After a large request the freed memory goes back to the system (`release_memory`),
+at once. After each request the freed memory goes back to the system (`release_memory`),
 so that the server's RSS returns near its idle level (the command line also turns off
 TensorFlow's oneDNN allocator, which keeps what it once held).
 """
@@ -26,7 +26,6 @@ import time
 BYTES_PER_PIXEL = 32
 BODY_COPIES = 3
 QUEUE_SECONDS = 60.0  # the longest a request waits for memory before a 503
-TRIM_BYTES = 64 << 20  # a release at least this large gives memory back to the system
 
 
 class OverBudget(Exception):
@@ -121,7 +120,7 @@ class MemoryBudget:
                 self.used -= freed
                 self._holders -= 1
                 self._condition.notify_all()
-        if freed >= TRIM_BYTES:
+        if freed:
             release_memory_soon()
 
 
@@ -158,7 +157,9 @@ class Ticket:
 # ---------------------------------------------------------------------------------------------
 
 _libc = None
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 def _glibc():
@@ -174,18 +175,25 @@ def _glibc():
 
 
 def configure_allocator():
-    """Buffers of 32 MB and more get their own mappings, returned to the system when freed.
+    """Buffers of 32 MB and more get their own mappings, returned to the system when freed;
+    the smaller ones stay with the process until the request is over.
 
     glibc moves its mmap threshold with each large free; fixed here at its largest value,
     photo-sized buffers still go back at once, while the smaller ones (the network's tensors,
-    Pillow's 16 MB blocks) are reused from glibc's heaps within a request instead of being
-    mapped and zeroed afresh each time: an 8K fill took 0.65 s instead of 0.95 s with 1 MB.
-    `release_memory` returns the heaps' free pages after each request (`release_memory_soon`).
-    Process-wide; called once by the server.
+    Pillow's 16 MB blocks, CRA's bands) are reused from the heap instead of being mapped and
+    zeroed afresh each time. glibc also gives back the top of a heap whenever 128 KB of it is
+    free, so one stage's freed pages were faulted in again by the next: with that threshold at
+    1 GB, an 8K fill after the photo's decoding took 0.34-0.44 s instead of 0.65-1.36 s (page
+    faults 32-56k instead of 169-336k). `release_memory` returns the heap's free pages after
+    each request (`release_memory_soon`); it can trim the top of glibc's main heap only, so
+    every thread allocates from that one (with a heap per thread, RSS stayed 200-290 MB above
+    idle after the load test's burst). Process-wide; called once by the server.
     """
     libc = _glibc()
     if libc:
         libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_ARENA_MAX, 1)
 
 
 def release_memory():
@@ -201,12 +209,12 @@ TRIM_DELAY_SECONDS = 1.0
 
 
 def release_memory_soon():
-    """`release_memory` a second from now, once: a request's reservation ends before its last
-    buffers do (the body and the answer live until the answer is sent)."""
+    """`release_memory` a second after the last of these calls: a request's reservation ends
+    before its last buffers do (its answer is still being sent), and requests end together."""
     global _trim_timer
     with _trim_lock:
-        if _trim_timer is not None and _trim_timer.is_alive():
-            return
+        if _trim_timer is not None:
+            _trim_timer.cancel()
         _trim_timer = threading.Timer(TRIM_DELAY_SECONDS, release_memory)
         _trim_timer.daemon = True
         _trim_timer.start()
