@@ -575,9 +575,15 @@ def test_painted_mask_soft_edges_and_layers():
     assert page.painted_mask(None, (90, 160)) is None
 
 
+@pytest.mark.parametrize("deflate", ["zlib-ng", "zlib"])
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_fast_png_is_exact(channels):
-    """The server's PNG writer: Pillow reads back the same pixels, resolution and text."""
+def test_fast_png_is_exact(channels, deflate, monkeypatch):
+    """The server's PNG writer, with zlib-ng and with zlib (without the app extra's zlib-ng):
+    Pillow reads back the same pixels, resolution and text."""
+    if deflate == "zlib":
+        monkeypatch.setattr(photos, "_deflate", zlib)
+    else:
+        assert photos._deflate.__name__ == "zlib_ng.zlib_ng"  # installed by the app extra
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (37, 53, channels), np.uint8)
     array[:, :20] = 200  # flat and noisy parts, odd sizes, several strips
@@ -587,6 +593,38 @@ def test_fast_png_is_exact(channels):
         np.testing.assert_array_equal(np.asarray(image), array)
         assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
         assert image.text == metadata["text"]
+
+
+def test_base64_decoders_agree(monkeypatch):
+    """The requests' base64 is read the same with pybase64 (the app extra) as with binascii,
+    which stands in without it: the same bytes, or the same refusal, for well-formed, wrapped
+    and broken base64 and data URLs."""
+    import binascii
+
+    from hifill_tf.app import rest
+
+    rng = np.random.default_rng(0)
+    texts = [base64.b64encode(rng.bytes(n)).decode() for n in (1, 2, 3, 4, 1000, 70001)]
+    texts += [base64.encodebytes(rng.bytes(300)).decode(), "data:image/png;base64,AAAA",
+              "abc", "ab=c", "=abc", "ab c", "abc\n", "ab==cd==", "a===", "abcd=", "ab-_",
+              "\u00ffabc", "data:,", ""]
+
+    def decode_all():
+        results = []
+        for text in texts:
+            try:
+                results.append(rest.decode_base64({"image": text}, "image"))
+            except rest.RequestError as e:
+                results.append(str(e))
+        return results
+
+    assert "_pybase64_decode" in rest._strict_base64.__code__.co_names  # the app extra has it
+    with_pybase64 = decode_all()
+    monkeypatch.setattr(rest, "_strict_base64",
+                        lambda text: binascii.a2b_base64(text, strict_mode=True))
+    assert decode_all() == with_pybase64
+    assert with_pybase64[:7] == [base64.b64decode(t) for t in texts[:7]]
+    assert sum(isinstance(r, str) for r in with_pybase64) >= 8  # refusals
 
 
 def test_read_photo_format_from_content(tmp_path, photo):

