@@ -165,34 +165,66 @@ def chunk_rows(cells, fill, chunk_bytes):
 def fill_photo(image, cells, fill, step):
     """The filled photo, ``step`` rows of every cell row at a time (``fill_chunk``).
 
-    Only the rows of the cell rows that hold a target are kept from each chunk; one scatter
-    puts them into a copy of the photo, the only photo-sized buffer made.
+    The chunks' rows go back in place whichever way moves fewer bytes: when at most half of the
+    cell rows hold a target, only their rows are kept and one scatter writes them into a copy
+    of the photo (``_scatter_rows``); otherwise every row is kept and one gather puts them in
+    order (``_gather_rows``).
     """
-    size = cells.size
-    num_chunks = (size + step - 1) // step
     target_rows = tf.unique(fill.targets // cells.gw).y  # cell rows holding a target
-    parts = tf.TensorArray(tf.uint8, size=num_chunks, infer_shape=False,
-                           element_shape=tf.TensorShape([None, None]))
-    places = tf.TensorArray(tf.int32, size=num_chunks, infer_shape=False,
-                            element_shape=tf.TensorShape([None]))
+    return tf.cond(2 * tf.size(target_rows) <= cells.gh,
+                   lambda: _scatter_rows(image, cells, fill, step, target_rows),
+                   lambda: _gather_rows(image, cells, fill, step))
 
-    def write_chunk(k, parts, places):
+
+def _chunks(cells, step, write, arrays):
+    """Runs ``write(k, start, count, *arrays)`` for every chunk k; returns the arrays."""
+    num_chunks = (cells.size + step - 1) // step
+
+    def body(k, *arrays):
         start = k * step
-        count = tf.minimum(step, size - start)
-        band = fill_chunk(image, cells, fill, k, step)
+        return (k + 1,) + tuple(write(k, start, tf.minimum(step, cells.size - start), *arrays))
+
+    return tf.while_loop(lambda k, *_: k < num_chunks, body, [0, *arrays],
+                         parallel_iterations=1)[1:]
+
+
+def _array(dtype, shape, cells, step):
+    return tf.TensorArray(dtype, size=(cells.size + step - 1) // step, infer_shape=False,
+                          element_shape=tf.TensorShape(shape))
+
+
+def _scatter_rows(image, cells, fill, step, target_rows):
+    """The rows of the cell rows ``target_rows``, scattered into one copy of the photo."""
+
+    def write(k, start, count, parts, places):
+        band = tf.reshape(fill_chunk(image, cells, fill, k, step), [-1, cells.width * 3])
         # Band row a * count + r is photo row a * size + start + r; rows past the photo are
         # its mirror padding.
-        photo_rows = tf.reshape(target_rows[:, None] * size + start + tf.range(count)[None], [-1])
-        band_rows = tf.reshape(target_rows[:, None] * count + tf.range(count)[None], [-1])
+        photo_rows = tf.reshape(target_rows[:, None] * cells.size + start + tf.range(count), [-1])
+        band_rows = tf.reshape(target_rows[:, None] * count + tf.range(count), [-1])
         inside = photo_rows < cells.height
-        rows = tf.reshape(tf.gather(band, tf.boolean_mask(band_rows, inside)), [-1, cells.width * 3])
-        return k + 1, parts.write(k, rows), places.write(k, tf.boolean_mask(photo_rows, inside))
+        return (parts.write(k, tf.gather(band, tf.boolean_mask(band_rows, inside))),
+                places.write(k, tf.boolean_mask(photo_rows, inside)))
 
-    _, parts, places = tf.while_loop(lambda k, *_: k < num_chunks, write_chunk,
-                                     [0, parts, places], parallel_iterations=1)
+    parts, places = _chunks(cells, step, write, [_array(tf.uint8, [None, None], cells, step),
+                                                 _array(tf.int32, [None], cells, step)])
     flat = tf.tensor_scatter_nd_update(tf.reshape(image, [cells.height, -1]),
                                        places.concat()[:, None], parts.concat())
     return tf.reshape(flat, tf.shape(image))
+
+
+def _gather_rows(image, cells, fill, step):
+    """Every chunk's rows, put in order by one gather."""
+    (parts,) = _chunks(cells, step, lambda k, start, count, parts: [
+        parts.write(k, fill_chunk(image, cells, fill, k, step))],
+        [_array(tf.uint8, [None, None, 3], cells, step)])
+    # Chunk k holds rows (a, r) of all cell rows a, r in [k step, k step + count_k): put each
+    # photo row y = a size + r back in place with one gather.
+    y = tf.range(cells.height)
+    a, r = y // cells.size, y % cells.size
+    k = r // step
+    count = tf.minimum(step, cells.size - k * step)
+    return tf.gather(parts.concat(), k * cells.gh * step + a * count + r - k * step)
 
 
 def fill_chunk(image, cells, fill, k, step):
