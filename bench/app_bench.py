@@ -47,25 +47,6 @@ flags.DEFINE_string("baseline", None,
                     "ratio, and whether the answers have the same pixels.")
 
 
-def rest_request(array):
-    """The JSON body of POST /api/v1/inpaint for a photo array: PNG photo, blob mask."""
-    import base64
-    import io as _io
-    import json
-
-    import numpy as np
-
-    height, width = array.shape[:2]
-    mask = np.zeros((height, width), np.uint8)
-    mask[height * 2 // 5:height * 3 // 5, width * 2 // 5:width // 2] = 255
-    files = []
-    for picture in (array, mask):
-        buffer = _io.BytesIO()
-        Image.fromarray(picture).save(buffer, "PNG", compress_level=1)
-        files.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
-    return json.dumps({"image": files[0], "mask": files[1]})
-
-
 def rest_round_trip(url, body):
     """(seconds from sending `body` to the whole answer, server fill seconds, answer)."""
     import urllib.request
@@ -88,7 +69,7 @@ def rest_main(args, load_start):
         for size in FLAGS.sizes:
             width, height = (int(v) for v in size.lower().split("x"))
             array, _ = common.load_photo(width, height)
-            body = rest_request(array).encode()
+            body = common.rest_request(array).encode()
             answers = {name: rest_round_trip(server.url, body)[2]  # warm-up
                        for name, server in servers.items()}
             runs = {name: [] for name in servers}
