@@ -30,7 +30,6 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from hifill_tf import io
 # The library's encoder settings (PNG at a fast compression level, JPEG/WebP quality) and
 # format limits, so the server's files are written as infer.py writes them.
-from hifill_tf.io.read import _to_arrays
 from hifill_tf.io.write import _ALPHA_FORMATS, _MAX_SIDE, _save_options
 
 try:  # zlib-ng (the app extra): the same deflate streams, Huffman coding in half zlib's time here
@@ -466,7 +465,7 @@ def _read_plain_png(data) -> tuple[np.ndarray, np.ndarray | None] | None:
 
 
 def _pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
-    """(RGB, alpha or None) of a decoded 8-bit RGB or RGBA image, as `_to_arrays` gives them,
+    """(RGB, alpha or None) of a decoded 8-bit RGB or RGBA image, as `io.read_image` gives them,
     each channel copied out of Pillow once (`np.array` of an image copies its pixels twice:
     to one bytes object, then into the array)."""
     rgb = _channels(image, "RGB", (image.height, image.width, 3))
