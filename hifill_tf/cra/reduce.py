@@ -14,9 +14,9 @@ from hifill_tf.layers.contextual_attention import block_any
 from hifill_tf.models.generator import CELL
 
 
-def _hole_band(hole, k, factor, net_w):
-    """Band k (CELL network rows) of the any-pixel hole of the mirror-padded ``hole``."""
-    h = block_any(band(hole, k, CELL * factor, tf.shape(hole)[0]), factor, 1)
+def _hole_band(hole, k, factor, net_w, count=CELL):
+    """Band k (``count`` network rows) of the any-pixel hole of the mirror-padded ``hole``."""
+    h = block_any(band(hole, k, count * factor, tf.shape(hole)[0]), factor, 1)
     return block_any(pad_columns(h, net_w * factor), 1, factor)
 
 
@@ -59,12 +59,12 @@ def reduce_photo(image, hole, factor, net_h, net_w):
         x = tf.cast(band(image, k, count * factor, height), tf.float32)
         x = tf.reduce_sum(tf.reshape(x, [count, factor, width, 3]), axis=1)
         x = tf.reduce_sum(tf.reshape(pad_columns(x, net_w * factor), [count, net_w, factor, 3]), axis=2)
-        return x / tf.cast(factor * factor, tf.float32)
+        h = _hole_band(hole, k, factor, net_w, count)
+        return x / tf.cast(factor * factor, tf.float32), tf.cast(h, tf.float32)
 
-    low = tf.map_fn(average_band, tf.range(net_h // count), fn_output_signature=tf.float32,
-                    parallel_iterations=2)
-    low_hole = tf.cast(reduce_hole(hole, factor, net_h, net_w), tf.float32)
-    return tf.reshape(low, [net_h, net_w, 3]), low_hole
+    low, low_hole = tf.map_fn(average_band, tf.range(net_h // count),
+                              fn_output_signature=(tf.float32, tf.float32), parallel_iterations=2)
+    return (tf.reshape(low, [net_h, net_w, 3]), tf.reshape(low_hole, [net_h, net_w, 1]))
 
 
 def reduce_to_grid(image, hole, factor, net_h, net_w):
