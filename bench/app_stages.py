@@ -4,9 +4,10 @@ process, on the body `app_bench.py --rest` sends (`common.rest_request`).
     python bench/app_stages.py                              # 7680x4320, 5 requests
     python bench/app_stages.py --baseline /tmp/before       # and another checkout, in turn
 
-Each request runs the route's steps as the server does (with `memory.configure_allocator` and
-`release_memory` after each, as the server's): JSON and base64, decoding the photo (the mask
-in a second thread), the fill, encoding the result. Reported per stage: the median wall time
+Each request runs the route's own work, `rest.inpaint_request`, with the server's
+`memory.configure_allocator` and `release_memory` after each: its stages, JSON and base64,
+decoding the photo (the mask in a second thread), the fill and encoding the result, are told
+apart by the calls it makes. Reported per stage: the median wall time
 (min-max), CPU seconds (user + system) and page faults (minor, thousands): the faults are the
 memory the stage touched afresh, which the machine's kernel zeroes. --baseline: the same steps
 with another checkout's code (`git worktree add /tmp/before COMMIT`), in a process of its
@@ -42,48 +43,58 @@ def _usage():
     return [time.monotonic(), usage.ru_utime + usage.ru_stime, usage.ru_minflt]
 
 
-def _request(service, body, modules):
-    """One request's stages as rest.inpaint_request runs them: [[wall, cpu, faults]] each."""
-    from concurrent.futures import ThreadPoolExecutor
+class _Stages:
+    """Marks the end of each stage of one `rest.inpaint_request` from the calls it makes: the
+    mask's base64 decoded, the fill begun, the fill done, the answer returned."""
 
-    rest, photos, io = modules
-    marks = [_usage()]
-    payload = rest.parse_json(body)
-    image_bytes = rest.decode_base64(payload, "image")
-    mask_bytes = rest.decode_base64(payload, "mask")
-    del payload
-    marks.append(_usage())
-    header = photos.probe(image_bytes, "image")
-    mask_header = photos.probe(mask_bytes, "mask")
-    with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(photos.read_hole_mask, mask_bytes, mask_header, header)
-        photo = photos.read_photo(image_bytes, "image", header)
-        mask = reading.result()
-    del image_bytes, mask_bytes
-    marks.append(_usage())
-    io.validate_mask(mask, "mask")
-    result = service(photo.rgb, mask, name="image")
-    marks.append(_usage())
-    photos.encode_result(result, photo)
-    marks.append(_usage())
-    return [[b - a for a, b in zip(first, second)] for first, second in zip(marks, marks[1:])]
+    def __init__(self, rest, service):
+        self.rest, self.service, self.marks = rest, service, []
+        self.decode_base64 = rest.decode_base64
+
+    def __call__(self, rgb, mask, name=None):  # the service, as the route calls it
+        self.marks.append(_usage())
+        result = self.service(rgb, mask, name=name)
+        self.marks.append(_usage())
+        return result
+
+    def _decoded(self, payload, field):
+        data = self.decode_base64(payload, field)
+        if field == "mask":
+            self.marks.append(_usage())
+        return data
+
+    def request(self, body):
+        """[[wall, cpu, faults]] of each stage of the route's work on `body`."""
+        self.marks = [_usage()]
+        self.rest.decode_base64 = self._decoded
+        try:
+            self.rest.inpaint_request(self, body, _Ticket())
+        finally:
+            self.rest.decode_base64 = self.decode_base64
+        self.marks.append(_usage())
+        return [[b - a for a, b in zip(first, second)]
+                for first, second in zip(self.marks, self.marks[1:])]
+
+
+class _Ticket:
+    def grow(self, nbytes, what=None):  # no budget: nothing else runs
+        pass
 
 
 def worker(tree):
     sys.path.insert(0, tree)  # this tree's hifill_tf, not common's
-    from hifill_tf import io
-    from hifill_tf.app import memory, photos, rest
+    from hifill_tf.app import memory, rest
     from hifill_tf.app.service import Inpainting
 
     memory.configure_allocator()
     width, height = (int(v) for v in FLAGS.size.lower().split("x"))
     body = common.rest_request(common.load_photo(width, height)[0]).encode()
-    service = Inpainting.load()
+    stages = _Stages(rest, Inpainting.load())
     for n in range(FLAGS.repeats + 1):
-        stages = _request(service, body, (rest, photos, io))
+        timed = stages.request(body)
         memory.release_memory()
         if n:  # the first is a warm-up
-            print(json.dumps(stages), flush=True)
+            print(json.dumps(timed), flush=True)
 
 
 def _run_worker(tree):

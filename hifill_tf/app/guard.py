@@ -89,7 +89,7 @@ class Guard:
             scope[_TICKET] = ticket_
             await self.app(scope, _replay(body, receive), send)
         finally:
-            body = scope[_TICKET] = None  # freed before the release gives memory back
+            body = None  # freed before the release gives memory back
             ticket_.release()
 
     def _refusal(self, scope, headers):

@@ -28,8 +28,10 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from hifill_tf import io
-# The library's encoder settings (PNG at a fast compression level, JPEG/WebP quality) and
-# format limits, so the server's files are written as infer.py writes them.
+# The library's decoding (the arrays of a decoded image), encoder settings (PNG at a fast
+# compression level, JPEG/WebP quality) and format limits, so the server reads and writes
+# files as infer.py does.
+from hifill_tf.io.read import _to_arrays
 from hifill_tf.io.write import _ALPHA_FORMATS, _MAX_SIDE, _save_options
 
 try:  # zlib-ng (the app extra): the same deflate streams, Huffman coding in half zlib's time here
@@ -457,36 +459,11 @@ def _read_plain_png(data) -> tuple[np.ndarray, np.ndarray | None] | None:
     try:
         with Image.open(stream, formats=["PNG"]) as image:
             image.load()
-            return _pixels(image)
+            return _to_arrays(image, "image")
     except Exception:  # noqa: BLE001
         return None
     finally:
         stream.close()
-
-
-def _pixels(image) -> tuple[np.ndarray, np.ndarray | None]:
-    """(RGB, alpha or None) of a decoded 8-bit RGB or RGBA image, as `io.read_image` gives them,
-    each channel copied out of Pillow once (`np.array` of an image copies its pixels twice:
-    to one bytes object, then into the array)."""
-    rgb = _channels(image, "RGB", (image.height, image.width, 3))
-    alpha = _channels(image, "A", (image.height, image.width)) if image.mode == "RGBA" else None
-    return rgb, alpha
-
-
-def _channels(image, rawmode, shape) -> np.ndarray:
-    """Pillow's raw encoder (as `Image.tobytes` runs it) writing into a new array."""
-    array = np.empty(shape, np.uint8)
-    view = memoryview(array).cast("B")
-    encoder = Image._getencoder(image.mode, "raw", rawmode)
-    encoder.setimage(image.im, (0, 0, image.width, image.height))
-    position, status = 0, 0
-    while not status:
-        _, status, data = encoder.encode(max(65536, image.width * 4))
-        view[position:position + len(data)] = data
-        position += len(data)
-    if status < 0 or position != array.nbytes:
-        raise OSError(f"Pillow's raw encoder stopped with status {status}")
-    return array
 
 
 def write_result(path_stem, rgb, photo: Photo):

@@ -21,10 +21,10 @@ Pipeline, all inside one TensorFlow graph (no NumPy, no host round trips), one m
 
 import tensorflow as tf
 
-from hifill_tf.cra.aggregation import CHUNK_BYTES, aggregate, interpolation_matrix, source_cells
+from hifill_tf.cra.aggregation import aggregate, interpolation_matrix, source_cells
 from hifill_tf.cra.feather import feather_weights
 from hifill_tf.cra.network import from_network, run_network, to_network
-from hifill_tf.cra.planning import (CELL, DEFAULT_NETWORK_PIXELS, MIN_PIXELS, check_budget,
+from hifill_tf.cra.planning import (CELL, CHUNK_BYTES, DEFAULT_NETWORK_PIXELS, MIN_PIXELS, check_budget,
                                 network_pixels, plan)
 from hifill_tf.cra.reduce import network_input, reduce_hole, reduce_photo, reduce_to_grid
 

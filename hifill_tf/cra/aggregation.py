@@ -18,13 +18,11 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from hifill_tf.cra.mirror import mirror, pad_columns
+from hifill_tf.cra.planning import CHUNK_BYTES
 from hifill_tf.cra.reduce import reduce_hole
 from hifill_tf.layers.contextual_attention import touched_by_hole
 from hifill_tf.models.generator import CELL, cell_mask
 
-# Bound on the float32 buffers of one chunk of the full-resolution product. Small chunks
-# stay in cache: at 8K 8 MB is as fast as 64 MB (and 1 MB 30% slower), for less memory.
-CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def interpolation_matrix(factor, cells=CELL):

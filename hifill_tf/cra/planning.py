@@ -10,6 +10,10 @@ from hifill_tf.models.generator import CELL
 
 DEFAULT_NETWORK_PIXELS = 512 * 512  # the paper's network input (§4.1)
 MIN_PIXELS = CELL * CELL  # the smallest network input is one attention cell
+# Bound on the float32 buffers of one chunk of full-resolution work (aggregation's product,
+# reduction's bands). Small chunks stay in cache: at 8K 8 MB is as fast as 64 MB (and 1 MB
+# 30% slower), for less memory.
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def check_budget(pixels):

@@ -9,7 +9,7 @@ through ``reduce_photo`` too (``data.pipeline``), so the network trains on what 
 import tensorflow as tf
 
 from hifill_tf.cra.mirror import band, pad_columns
-from hifill_tf.cra.planning import DEFAULT_NETWORK_PIXELS, plan
+from hifill_tf.cra.planning import CHUNK_BYTES, DEFAULT_NETWORK_PIXELS, plan
 from hifill_tf.layers.contextual_attention import block_any
 from hifill_tf.models.generator import CELL
 
@@ -27,16 +27,12 @@ def reduce_hole(hole, factor, net_h, net_w):
     return tf.reshape(out, [net_h, net_w, 1])
 
 
-# Bound on the float32 band of photo rows averaged at a time: buffers this small are reused
-# from the allocator's heap (an 8K photo's 16-row bands were 44 MB each, mapped afresh).
-BAND_BYTES = 8 * 1024 * 1024
-
-
 def _rows_per_band(factor, width):
     """Network rows averaged at a time: the largest of 16, 8, 4, 2, 1 whose float32 band of
-    photo rows fits in BAND_BYTES (a divisor of CELL, so of the network's height)."""
+    photo rows fits in CHUNK_BYTES (a divisor of CELL, so of the network's height). Larger
+    bands, such as an 8K photo's 44 MB of 16 rows, were mapped and zeroed afresh each time."""
     counts = tf.constant([CELL, CELL // 2, CELL // 4, CELL // 8, 1])
-    fits = (counts * factor * width * 12 <= BAND_BYTES) | (counts == 1)
+    fits = (counts * factor * width * 3 * 4 <= CHUNK_BYTES) | (counts == 1)
     return counts[tf.argmax(tf.cast(fits, tf.int32))]
 
 

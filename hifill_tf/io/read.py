@@ -84,6 +84,24 @@ def _scale16(values: np.ndarray) -> np.ndarray:
     return ((values * 255 + 32767) // 65535).astype(np.uint8)
 
 
+def _channels(image: Image.Image, rawmode, shape) -> np.ndarray:
+    """Channels of a decoded image copied out once, by Pillow's raw encoder (as `tobytes` runs
+    it) writing into a new array: `np.array` of an image copies its pixels twice (to one bytes
+    object, then into the array), 0.14-0.34 s and 100 MB more at 8K."""
+    array = np.empty(shape, np.uint8)
+    view = memoryview(array).cast("B")
+    encoder = Image._getencoder(image.mode, "raw", rawmode)
+    encoder.setimage(image.im, (0, 0, image.width, image.height))
+    position, status = 0, 0
+    while not status:
+        _, status, data = encoder.encode(max(65536, image.width * 4))
+        view[position:position + len(data)] = data
+        position += len(data)
+    if status < 0 or position != array.nbytes:
+        raise OSError(f"Pillow's raw encoder stopped with status {status}")
+    return array
+
+
 def _to_arrays(image: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]:
     """Decoded image -> (uint8 [H, W, 1] or [H, W, 3], uint8 alpha [H, W] or None)."""
     mode = image.mode
@@ -103,11 +121,14 @@ def _to_arrays(image: Image.Image, path) -> tuple[np.ndarray, np.ndarray | None]
         # 16-bit grayscale (PNG, TIFF). Pillow decodes 16-bit RGB(A) PNGs to 8 bits itself by
         # keeping the high byte; here we round instead, which agrees with it at 0, 32768, 65535.
         return _scale16(np.array(image))[..., None], None
+    shape = (image.height, image.width)
     if mode == "L":
-        return np.array(image)[..., None], None
+        return _channels(image, "L", shape)[..., None], None
     if mode == "RGB":
-        return np.array(image), None
-    if mode in ("LA", "RGBA"):
+        return _channels(image, "RGB", (*shape, 3)), None
+    if mode == "RGBA":
+        return _channels(image, "RGB", (*shape, 3)), _channels(image, "A", shape)
+    if mode == "LA":
         array = np.array(image)
         return np.ascontiguousarray(array[..., :-1]), np.ascontiguousarray(array[..., -1])
     try:
